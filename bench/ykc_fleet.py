@@ -1,0 +1,39 @@
+"""Subprocess entry: run a fleet of simulated YKC piles, print JSON stats lines.
+
+python -m bench.ykc_fleet N PORT [--prefix 3201020] [--duration S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from sim.ykc import FleetStats, run_fleet
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("piles", type=int)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--prefix", default="3201020")
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--connect-rate", type=float, default=1000.0)
+    args = parser.parse_args()
+
+    def report(stats: FleetStats) -> None:
+        print(json.dumps(stats.as_dict()), flush=True)
+
+    stats = asyncio.run(run_fleet(
+        args.piles, "127.0.0.1", args.port, code_prefix=args.prefix, duration=args.duration,
+        report=report, report_interval=2.0, connect_rate=args.connect_rate,
+        heartbeat_interval=10.0, realtime_interval=15.0, bms_frames=False, plug_delay=None,
+        record_retry_interval=30.0, ledger_max=4,
+    ))
+    print(json.dumps(stats.as_dict()), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

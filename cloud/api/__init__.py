@@ -1,0 +1,1 @@
+"""The north-bound HTTP API (FastAPI)."""

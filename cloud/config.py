@@ -1,0 +1,69 @@
+"""Typed cloud configuration, loaded from YAML (unknown keys refused)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.errors import ConfigError
+from thingmodels.errors import ModelFileError
+from thingmodels.yamlfile import load_validated
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CloudMqttConfig(Strict):
+    """The cloud workers' connection to the broker."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    keepalive: int = Field(default=30, ge=5)
+    #: auto: MQTT 5 when the broker accepts it (shared subscriptions on), else 3.1.1 without
+    protocol: Literal["auto", "v5", "v311"] = "auto"
+    #: shared-subscription group; None switches shared subscriptions off
+    shared_group: str | None = "voltmesh"
+    backoff_max: float = Field(default=15.0, gt=0)
+
+
+class HttpConfig(Strict):
+    """The north-bound API server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class CloudConfig(Strict):
+    """The whole cloud configuration."""
+
+    worker_id: str = "cloud-1"
+    mqtt: CloudMqttConfig = CloudMqttConfig()
+    database_url: str = "sqlite:///var/voltmesh-cloud.db"
+    http: HttpConfig = HttpConfig()
+    flush_interval: float = Field(default=1.0, gt=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+def load_cloud_config(path: Path | str) -> CloudConfig:
+    """Load and validate a cloud config file."""
+    try:
+        config = load_validated(path, CloudConfig)
+    except ModelFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    prefix = "sqlite:///"
+    relative = config.database_url.removeprefix(prefix)
+    if config.database_url.startswith(prefix) and relative and not relative.startswith("/") \
+            and relative != ":memory:":
+        # a relative SQLite file is relative to the config file, like every path in it
+        db = (Path(path).resolve().parent / relative).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        config.database_url = prefix + str(db)
+    return config

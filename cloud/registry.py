@@ -1,0 +1,218 @@
+"""The device registry: gateways and devices with presence and last-seen, in SQL (SQLModel).
+
+The consumer updates an in-memory view per message (cheap) and :meth:`DeviceRegistry.flush`
+writes what changed in one transaction (from a worker thread), so SQL cost does not grow with the
+message rate. SQLite by default, PostgreSQL by URL, same code.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+
+class GatewayRow(SQLModel, table=True):
+    """A site gateway."""
+
+    __tablename__ = "gateways"
+
+    id: str = Field(primary_key=True, max_length=128)
+    online: bool = False
+    session: int = 0
+    last_seen_ms: int | None = None
+    first_seen_ms: int | None = None
+
+
+class DeviceRow(SQLModel, table=True):
+    """A device behind a gateway."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("gateway_id", "product", "device"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gateway_id: str = Field(index=True, max_length=128)
+    product: str = Field(max_length=32)
+    device: str = Field(max_length=128)
+    online: bool = False
+    session: int = 0
+    last_seen_ms: int | None = None
+    first_seen_ms: int | None = None
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+@dataclass
+class _State:
+    online: bool = False
+    session: int = 0
+    last_seen_ms: int | None = None
+    first_seen_ms: int | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    dirty: bool = True
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a database URL (``sqlite:///file.db`` or ``postgresql+psycopg://...``)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False}
+    return create_engine(url, **kwargs)
+
+
+class DeviceRegistry:
+    """In-memory presence view with periodic write-behind to SQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        SQLModel.metadata.create_all(engine, tables=[
+            GatewayRow.__table__, DeviceRow.__table__,  # type: ignore[attr-defined]
+        ])
+        self._gateways: dict[str, _State] = {}
+        self._devices: dict[tuple[str, str, str], _State] = {}
+        self._lock = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        with Session(self.engine) as db:
+            for g in db.exec(select(GatewayRow)):
+                self._gateways[g.id] = _State(g.online, g.session, g.last_seen_ms,
+                                              g.first_seen_ms, {}, False)
+            for d in db.exec(select(DeviceRow)):
+                self._devices[(d.gateway_id, d.product, d.device)] = _State(
+                    d.online, d.session, d.last_seen_ms, d.first_seen_ms, dict(d.properties or {}),
+                    False)
+
+    # -- updates from the consumer (event loop) -------------------------------------------
+
+    def _device(self, gw: str, product: str, device: str) -> _State:
+        key = (gw, product, device)
+        state = self._devices.get(key)
+        if state is None:
+            state = self._devices[key] = _State()
+        return state
+
+    def seen(self, gw: str, product: str, device: str, ts_ms: int,
+             properties: dict[str, Any] | None = None) -> None:
+        """A message from a device (or the gateway) arrived."""
+        with self._lock:
+            gws = self._gateways.setdefault(gw, _State())
+            gws.last_seen_ms = max(gws.last_seen_ms or 0, ts_ms)
+            gws.first_seen_ms = gws.first_seen_ms or ts_ms
+            gws.dirty = True
+            if product == "gateway" and device == gw:
+                if properties:
+                    gws.properties.update(properties)
+                return
+            state = self._device(gw, product, device)
+            state.last_seen_ms = max(state.last_seen_ms or 0, ts_ms)
+            state.first_seen_ms = state.first_seen_ms or ts_ms
+            if properties:
+                state.properties.update(properties)
+            state.dirty = True
+
+    def presence(self, gw: str, product: str, device: str, online: bool, session: int,
+                 ts_ms: int) -> bool:
+        """Apply a presence state; False (ignored) when it is from an older session."""
+        with self._lock:
+            if product == "gateway" and device == gw:
+                state = self._gateways.setdefault(gw, _State())
+            else:
+                state = self._device(gw, product, device)
+            if session < state.session:
+                return False
+            state.online = online
+            state.session = session
+            state.last_seen_ms = max(state.last_seen_ms or 0, ts_ms)
+            state.first_seen_ms = state.first_seen_ms or ts_ms
+            state.dirty = True
+            return True
+
+    def online_count(self) -> int:
+        """Devices online whose gateway is online."""
+        with self._lock:
+            return sum(
+                1 for (gw, _, _), s in self._devices.items()
+                if s.online and self._gateways.get(gw, _State()).online
+            )
+
+    # -- write-behind ----------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write changed rows; returns how many (call from a worker thread)."""
+        with self._lock:
+            gws = {k: _copy(v) for k, v in self._gateways.items() if v.dirty}
+            devs = {k: _copy(v) for k, v in self._devices.items() if v.dirty}
+            for v in self._gateways.values():
+                v.dirty = False
+            for v in self._devices.values():
+                v.dirty = False
+        if not gws and not devs:
+            return 0
+        with Session(self.engine) as db:
+            for gw, s in gws.items():
+                grow = db.get(GatewayRow, gw) or GatewayRow(id=gw)
+                grow.online, grow.session = s.online, s.session
+                grow.last_seen_ms, grow.first_seen_ms = s.last_seen_ms, s.first_seen_ms
+                db.add(grow)
+            existing = {}
+            if devs:
+                for row in db.exec(select(DeviceRow).where(
+                        DeviceRow.gateway_id.in_({k[0] for k in devs}))):  # type: ignore[attr-defined]
+                    existing[(row.gateway_id, row.product, row.device)] = row
+            for (gw, product, device), s in devs.items():
+                drow = existing.get((gw, product, device)) or DeviceRow(
+                    gateway_id=gw, product=product, device=device)
+                drow.online, drow.session = s.online, s.session
+                drow.last_seen_ms, drow.first_seen_ms = s.last_seen_ms, s.first_seen_ms
+                drow.properties = dict(s.properties)
+                db.add(drow)
+            db.commit()
+        return len(gws) + len(devs)
+
+    # -- queries (API) ---------------------------------------------------------------------
+
+    def list_devices(self, *, gateway: str | None = None, product: str | None = None,
+                     online: bool | None = None, limit: int = 500,
+                     offset: int = 0) -> list[dict[str, Any]]:
+        """Devices from SQL, each with online = its own state and its gateway's."""
+        with Session(self.engine) as db:
+            gateways = {g.id: g for g in db.exec(select(GatewayRow))}
+            query = select(DeviceRow)
+            if gateway is not None:
+                query = query.where(DeviceRow.gateway_id == gateway)
+            if product is not None:
+                query = query.where(DeviceRow.product == product)
+            query = query.order_by(DeviceRow.gateway_id, DeviceRow.product, DeviceRow.device)
+            out = []
+            for row in db.exec(query):
+                gw = gateways.get(row.gateway_id)
+                is_online = bool(row.online and gw is not None and gw.online)
+                if online is not None and is_online != online:
+                    continue
+                out.append({
+                    "gateway": row.gateway_id, "product": row.product, "device": row.device,
+                    "online": is_online, "session": row.session,
+                    "lastSeen": row.last_seen_ms, "firstSeen": row.first_seen_ms,
+                    "properties": row.properties or {},
+                })
+            return out[offset: offset + limit]
+
+    def list_gateways(self) -> list[dict[str, Any]]:
+        """Gateways from SQL."""
+        with Session(self.engine) as db:
+            return [
+                {"gateway": g.id, "online": g.online, "session": g.session,
+                 "lastSeen": g.last_seen_ms}
+                for g in db.exec(select(GatewayRow).order_by(GatewayRow.id))
+            ]
+
+
+def _copy(state: _State) -> _State:
+    return _State(state.online, state.session, state.last_seen_ms, state.first_seen_ms,
+                  dict(state.properties), True)

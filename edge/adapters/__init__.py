@@ -1,0 +1,1 @@
+"""Protocol adapters that plug into the gateway runtime."""

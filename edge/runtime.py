@@ -1,0 +1,177 @@
+"""The gateway process: composes outbox, uplink, dispatcher, batcher and adapters.
+
+Long-lived tasks run under one :class:`asyncio.TaskGroup` with names; an adapter that crashes
+is logged and restarted after a pause rather than taking the gateway down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from edge.adapter import Adapter
+from edge.adapters.modbus import ModbusAdapter
+from edge.adapters.mqtt_devices import MqttDevicesAdapter
+from edge.adapters.ocpp import OcppAdapter
+from edge.adapters.ykc import YkcAdapter
+from edge.batcher import TelemetryBatcher
+from edge.config import GatewayConfig
+from edge.context import EdgeContext
+from edge.dispatcher import Dispatcher
+from edge.errors import ConfigError
+from edge.interlocks import InterlockEngine, load_interlocks
+from edge.outbox import Outbox, RowKind
+from edge.uplink import Uplink
+from thingmodels.errors import ModelFileError
+from thingmodels.ids import now_ms
+from thingmodels.loader import ModelRegistry, builtin_models
+
+log = logging.getLogger("voltmesh.edge")
+
+VERSION = "0.1.0"
+
+
+class EdgeGateway:
+    """One site gateway."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        adapters: Sequence[Adapter] | None = None,
+        models: ModelRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.models = models or builtin_models()
+        oc = config.outbox
+        self.outbox = Outbox(
+            config.resolve(oc.path), max_events=oc.max_events, max_telemetry=oc.max_telemetry,
+            max_bytes=oc.max_bytes, event_max_age=oc.event_max_age,
+            telemetry_max_age=oc.telemetry_max_age, synchronous=oc.synchronous,
+        )
+        self.batcher = TelemetryBatcher(
+            self._flush, interval=config.telemetry.flush_interval,
+            max_batch=config.telemetry.max_batch,
+        )
+        self.ctx = EdgeContext(
+            config.gateway_id, self.models, self.outbox, self.batcher,
+            decision_timeout=config.decision_timeout,
+            clock_skew_threshold=config.clock_skew_threshold,
+        )
+        self.adapters: list[Adapter] = list(adapters) if adapters is not None else []
+        if adapters is None:
+            self.adapters.extend(self._configured_adapters())
+        self.dispatcher = Dispatcher(self.ctx, self.adapters)
+        self.dispatcher.gateway_services["ping"] = self._ping
+        self.dispatcher.gateway_services["reloadDesired"] = self._reload_desired
+        self.interlocks: InterlockEngine | None = None
+        if config.interlocks is not None:
+            try:
+                specs = load_interlocks(config.resolve(config.interlocks), self.models)
+            except ModelFileError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.interlocks = InterlockEngine(specs, self.ctx, self.dispatcher)
+            self.ctx.add_observer(self.interlocks)
+        self.uplink = Uplink(config.mqtt, self.ctx, self.dispatcher.handle, batch=oc.batch)
+        self._pending_drops: dict[tuple[str, str], int] = {}
+        self.outbox.on_drop(self._on_drop)
+        self.started_ms = now_ms()
+        self._restore_desired()
+
+    def _configured_adapters(self) -> list[Adapter]:
+        out: list[Adapter] = []
+        cfg = self.config.adapters
+        if cfg.mqtt_devices is not None:
+            out.append(MqttDevicesAdapter.from_files(
+                cfg.mqtt_devices.broker,
+                [self.config.resolve(p) for p in cfg.mqtt_devices.mappings],
+                self.models,
+            ))
+        if cfg.ykc is not None:
+            out.append(YkcAdapter(cfg.ykc))
+        if cfg.modbus is not None:
+            out.append(ModbusAdapter.from_config(cfg.modbus, self.config.resolve, self.models))
+        if cfg.ocpp is not None:
+            out.append(OcppAdapter(cfg.ocpp))
+        return out
+
+    def _flush(self, product: str, device: str, src: str, samples: list[Any]) -> None:
+        self.ctx.flush_telemetry(product, device, src, samples)
+
+    def _on_drop(self, kind: RowKind, count: int, reason: str) -> None:
+        key = (kind.name.lower(), reason)
+        self._pending_drops[key] = self._pending_drops.get(key, 0) + count
+        log.warning("outbox dropped %d %s rows (%s)", count, kind.name.lower(), reason)
+
+    def _restore_desired(self) -> None:
+        """Desired state cached from the last run, so an offline start still has tariffs etc."""
+        for row in self.outbox._db.execute(
+            "SELECT key, value FROM kv WHERE key LIKE 'desired/%'"
+        ).fetchall():
+            _, product, device = str(row[0]).split("/", 2)
+            doc = msgpack.unpackb(row[1], raw=False)
+            version = doc.get("version")
+            if isinstance(version, int):
+                self.ctx.set_desired(product, device, version, doc)
+
+    async def _ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "time": now_ms()}
+
+    async def _reload_desired(self, params: dict[str, Any]) -> dict[str, Any]:
+        held = self.ctx.desired("gateway", self.config.gateway_id)
+        return {"accepted": True, "version": held.version if held else 0}
+
+    async def _report_stats(self) -> None:
+        gw = self.config.gateway_id
+        await self.ctx.presence("gateway", gw, True, src="edge")
+        while True:
+            self.outbox.expire()
+            for (kind, reason), count in list(self._pending_drops.items()):
+                del self._pending_drops[(kind, reason)]
+                await self.ctx.event("gateway", gw, "outboxDropped",
+                                     {"kind": kind, "count": count, "reason": reason}, src="edge")
+            s = self.outbox.stats
+            self.ctx.report("gateway", gw, {
+                "version": VERSION, "startedAt": self.started_ms, "session": self.uplink.session,
+                "devicesOnline": self.ctx.online_devices(), "outboxQueued": s.queued,
+                "outboxEvents": s.queued_events, "outboxTelemetry": s.queued_telemetry,
+                "outboxSent": s.sent, "outboxDropped": s.dropped_telemetry + s.dropped_events,
+                "outboxDroppedEvents": s.dropped_events,
+                "outboxOldestAge": self.outbox.oldest_age(),
+                "malformedFrames": self.ctx.stats.counters["malformed_frames"],
+            }, src="edge")
+            self.outbox.prune_replies()
+            await asyncio.sleep(self.config.telemetry.stats_interval)
+
+    async def _supervise(self, adapter: Adapter) -> None:
+        while True:
+            try:
+                await adapter.run(self.ctx)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.ctx.stats.inc(f"adapter_crash_{adapter.name}")
+                log.exception("adapter %s crashed; restarting in 1 s", adapter.name)
+                await asyncio.sleep(1.0)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        log.info("gateway %s starting with adapters %s", self.config.gateway_id,
+                 [a.name for a in self.adapters])
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.uplink.run(), name="uplink")
+                tg.create_task(self.batcher.run(), name="telemetry-batcher")
+                tg.create_task(self._report_stats(), name="gateway-stats")
+                if self.interlocks is not None:
+                    tg.create_task(self.interlocks.run(), name="interlocks")
+                for adapter in self.adapters:
+                    tg.create_task(self._supervise(adapter), name=f"adapter-{adapter.name}")
+        finally:
+            self.batcher.flush_all()
+            self.outbox.close()

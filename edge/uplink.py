@@ -1,0 +1,221 @@
+"""The gateway's ONE MQTT session to the cloud broker.
+
+* a supervised reconnect loop with capped, full-jitter exponential backoff;
+* the gateway's presence: a retained ``online`` state carrying the session number, and the same
+  topic as the MQTT Will (``online: false`` with the same session number). The session number
+  grows with every connect, so a late Will of an old session cannot overwrite a newer ``online``:
+  consumers ignore states older than the newest session they saw, and the gateway itself watches
+  its state topic and re-asserts ``online`` if an old Will lands on the retained slot;
+* the outbox pump: rows are published in order with QoS 1 (telemetry at the configured QoS),
+  up to ``max_inflight`` at once, and deleted only after the broker's PUBACK;
+* the receive loop: downlink messages are decoded and handed to the dispatcher; malformed ones are
+  counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from edge.config import MqttConfig
+from edge.context import EdgeContext
+from edge.outbox import Outbox, Row, RowKind
+from thingmodels.envelope import Envelope, decode, encode
+from thingmodels.errors import EnvelopeError, TopicError
+from thingmodels.ids import now_ms
+from thingmodels.topics import Kind, Topic, downlink_filters, gateway_state, parse
+
+log = logging.getLogger("voltmesh.edge.uplink")
+
+Handler = Callable[[Topic, Envelope], Awaitable[None]]
+
+
+def backoff_delays(initial: float, maximum: float) -> Callable[[int], float]:
+    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, initial * 2**n))."""
+
+    def delay(attempt: int) -> float:
+        return random.uniform(0, min(maximum, initial * (2 ** min(attempt, 30))))  # noqa: S311
+
+    return delay
+
+
+class Uplink:
+    """Owns the MQTT client; publishes the outbox, receives downlink messages."""
+
+    def __init__(
+        self, config: MqttConfig, ctx: EdgeContext, handler: Handler, *, batch: int = 200,
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.gw = ctx.gw
+        self.outbox: Outbox = ctx.outbox
+        self.handler = handler
+        self.batch = batch
+        self.session = 0
+        self.connects = 0
+        self.connected = ctx.cloud_connected
+        self._wake = asyncio.Event()
+        self.outbox.on_append(self._wake.set)
+        self._delay = backoff_delays(config.backoff_initial, config.backoff_max)
+
+    def _state(self, online: bool) -> bytes:
+        return encode(Envelope.new(ts=now_ms(), src="edge",
+                                   p={"online": online, "session": self.session}))
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        tls: ssl.SSLContext | None = None
+        if cfg.tls:
+            tls = ssl.create_default_context(cafile=cfg.ca_file)
+        will = aiomqtt.Will(
+            topic=gateway_state(self.gw).render(), payload=self._state(False), qos=1, retain=True,
+        )
+        client = aiomqtt.Client(
+            cfg.host, cfg.port, username=cfg.username, password=cfg.password,
+            identifier=cfg.client_id, will=will, clean_session=True, keepalive=cfg.keepalive,
+            tls_context=tls, max_inflight_messages=cfg.max_inflight,
+            max_queued_outgoing_messages=0, timeout=10,
+            # paho leaves Nagle on: with delayed ACKs that adds ~40 ms to a request/reply
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+        client.pending_calls_threshold = cfg.max_inflight * 4 + 100
+        return client
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect; forever (until cancelled)."""
+        attempt = 0
+        while True:
+            self.session = self.outbox.next_seq("uplink/session")
+            try:
+                async with self._client() as client:
+                    attempt = 0
+                    self.connects += 1
+                    log.info("uplink connected to %s:%s as %s (session %d)",
+                             self.config.host, self.config.port, self.config.username,
+                             self.session)
+                    await self._serve(client)
+            except* aiomqtt.MqttError as group:
+                self.ctx.stats.inc("uplink_disconnects")
+                log.warning("uplink to %s:%s lost: %s", self.config.host, self.config.port,
+                            group.exceptions[0])
+            finally:
+                self.connected.clear()
+            delay = self._delay(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.publish(gateway_state(self.gw).render(), self._state(True), qos=1,
+                             retain=True)
+        filters = [*downlink_filters(self.gw), gateway_state(self.gw).render()]
+        await client.subscribe([(f, 1) for f in filters])
+        self.connected.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._pump(client), name="uplink-pump")
+            tg.create_task(self._receive(client), name="uplink-receive")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                topic = parse(message.topic.value)
+                env = decode(message.payload)
+            except (TopicError, EnvelopeError) as exc:
+                self.ctx.stats.inc("malformed_downlink")
+                log.warning("malformed downlink on %s: %s", message.topic.value, exc)
+                continue
+            if topic.kind is Kind.STATE:
+                await self._check_own_state(client, env)
+                continue
+            try:
+                await self.handler(topic, env)
+            except Exception:
+                self.ctx.stats.inc("dispatch_errors")
+                log.exception("dispatching %s failed", message.topic.value)
+
+    async def _check_own_state(self, client: aiomqtt.Client, env: Envelope) -> None:
+        p = env.p or {}
+        if p.get("online") is False and p.get("session") != self.session:
+            log.info("stale Will (session %s) on our state topic: re-asserting online",
+                     p.get("session"))
+            await client.publish(gateway_state(self.gw).render(), self._state(True), qos=1,
+                                 retain=True)
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        inflight = asyncio.Semaphore(self.config.max_inflight)
+        acked: list[int] = []
+        flush_lock = asyncio.Lock()
+        last = 0
+        failed = asyncio.Event()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def flush_acks() -> None:
+            async with flush_lock:
+                if acked:
+                    ids = acked[:]
+                    acked.clear()
+                    self.outbox.ack(ids)
+
+        async def send(row: Row) -> None:
+            try:
+                qos = self.config.telemetry_qos if row.kind is RowKind.TELEMETRY else row.qos
+                await client.publish(row.topic, row.payload, qos=qos, retain=row.retain)
+            except aiomqtt.MqttError:
+                failed.set()
+                raise
+            finally:
+                inflight.release()
+            acked.append(row.rowid)
+            if len(acked) >= 100:
+                await flush_acks()
+
+        last_urgent = 0
+
+        def next_rows() -> list[Row]:
+            nonlocal last_urgent
+            urgent = self.outbox.peek(self.batch, after=last_urgent, urgent=True)
+            if urgent:
+                last_urgent = urgent[-1].rowid
+                return urgent
+            return self.outbox.peek(self.batch, after=last, urgent=False)
+
+        try:
+            while not failed.is_set():
+                rows = next_rows()
+                if not rows:
+                    await flush_acks()
+                    self._wake.clear()
+                    rows = next_rows()
+                    if not rows:
+                        try:
+                            async with asyncio.timeout(0.2):
+                                await self._wake.wait()
+                        except TimeoutError:
+                            pass
+                        continue
+                for row in rows:
+                    await inflight.acquire()
+                    if failed.is_set():
+                        inflight.release()
+                        break
+                    task = asyncio.create_task(send(row))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    if row.kind is not RowKind.URGENT:
+                        last = row.rowid
+                    if row.kind is not RowKind.URGENT and self.outbox.has_urgent_after(
+                            last_urgent):
+                        break  # serve urgent rows that arrived meanwhile first
+                await asyncio.sleep(0)
+                await flush_acks()
+            raise aiomqtt.MqttError("publish failed; reconnecting")
+        finally:
+            for task in list(pending):
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await flush_acks()

@@ -1,0 +1,1 @@
+"""Simulated MQTT-native devices (AI camera, environment sensor)."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (real brokers on free ports, processes)."""

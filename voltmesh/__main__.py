@@ -1,0 +1,7 @@
+"""``python -m voltmesh``."""
+
+import sys
+
+from voltmesh.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""The ``voltmesh`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from voltmesh.logs import setup_logging
+
+log = logging.getLogger("voltmesh")
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine; SIGINT/SIGTERM cancel it cleanly."""
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            log.info("stopped")
+            return None
+
+    return asyncio.run(main())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from voltmesh.demo import run_demo
+
+    _run(run_demo(mqtt_port=args.mqtt_port, http_port=args.http_port, duration=args.duration,
+                  data_dir=Path(args.data_dir) if args.data_dir else None))
+    return 0
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    from edge.config import load_gateway_config
+    from edge.errors import EdgeError
+    from edge.runtime import EdgeGateway
+
+    try:
+        config = load_gateway_config(args.config)
+        gateway = EdgeGateway(config)
+    except EdgeError as exc:
+        print(f"voltmesh edge: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_format)
+    _run(gateway.run())
+    return 0
+
+
+def cmd_cloud(args: argparse.Namespace) -> int:
+    from cloud.config import load_cloud_config
+    from cloud.errors import CloudError
+    from cloud.service import CloudService
+
+    try:
+        config = load_cloud_config(args.config)
+    except CloudError as exc:
+        print(f"voltmesh cloud: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_format)
+    _run(CloudService(config).run())
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from voltmesh.broker import run_broker
+
+    _run(run_broker(args.host, args.port))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (sub-commands)."""
+    parser = argparse.ArgumentParser(prog="voltmesh", description=__doc__)
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the whole system in one process (embedded defaults)")
+    demo.add_argument("--mqtt-port", type=int, default=1883,
+                      help="embedded broker port (a free one is used if busy; default 1883)")
+    demo.add_argument("--http-port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="exit cleanly after SECONDS (for scripts)")
+    demo.add_argument("--data-dir", default=None, help="where to keep databases (default: temp)")
+    demo.set_defaults(func=cmd_demo)
+
+    edge = sub.add_parser("edge", help="run a site gateway")
+    edge.add_argument("--config", required=True, help="gateway YAML file")
+    edge.set_defaults(func=cmd_edge)
+
+    cloud = sub.add_parser("cloud", help="run a cloud worker (consumer + API)")
+    cloud.add_argument("--config", required=True, help="cloud YAML file")
+    cloud.set_defaults(func=cmd_cloud)
+
+    broker = sub.add_parser("broker", help="run the embedded MQTT broker alone (amqtt)")
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--port", type=int, default=1883)
+    broker.set_defaults(func=cmd_broker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``voltmesh`` console script."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_format)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
