@@ -32,6 +32,9 @@ class CloudMqttConfig(Strict):
     #: shared-subscription group; None switches shared subscriptions off
     shared_group: str | None = "voltmesh"
     backoff_max: float = Field(default=15.0, gt=0)
+    #: seconds the broker keeps this worker's session (subscriptions + queued QoS 1 messages)
+    #: while it is disconnected; 0 = clean session (what arrives during a reconnect is lost)
+    session_expiry: int = Field(default=3600, ge=0)
 
 
 class HttpConfig(Strict):

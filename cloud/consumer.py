@@ -21,6 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud.config import CloudMqttConfig
 from cloud.errors import CommandError, CommandTimeout
@@ -77,11 +80,24 @@ class Consumer:
 
     # -- connection -----------------------------------------------------------------------
 
-    def _make_client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion, *,
+                     probe: bool = False) -> aiomqtt.Client:
         cfg = self.config
+        v5 = protocol == aiomqtt.ProtocolVersion.V5
+        persistent = cfg.session_expiry > 0 and not probe
+        properties: Properties | None = None
+        if v5 and persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry
+        identifier = cfg.client_id or f"vm-cloud-{self.worker_id}"
         client = aiomqtt.Client(
             cfg.host, cfg.port, username=cfg.username, password=cfg.password,
-            identifier=cfg.client_id or f"vm-cloud-{self.worker_id}", protocol=protocol,
+            identifier=identifier + "-probe" if probe else identifier, protocol=protocol,
+            # a persistent session: what gateways publish while this worker reconnects (or
+            # restarts) is queued by the broker, not lost (duplicates are dropped by _Dedupe)
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
             keepalive=cfg.keepalive, timeout=10, max_inflight_messages=200,
             max_queued_incoming_messages=0,
             # paho leaves Nagle on: with delayed ACKs that adds ~40 ms to a request/reply
@@ -90,10 +106,31 @@ class Consumer:
         client.pending_calls_threshold = 10_000
         return client
 
+    async def _broker_speaks_v5(self) -> bool:
+        """Probe with a bare MQTT 5 CONNECT (no properties, its own client id).
+
+        A v3-only broker refuses it cleanly; amqtt, for one, hangs on a v5 CONNECT that carries
+        properties, so the persistent session is only requested once v5 is known to work.
+        """
+        while True:
+            try:
+                async with self._make_client(aiomqtt.ProtocolVersion.V5, probe=True):
+                    return True
+            except aiomqtt.MqttError as exc:
+                if _refused_protocol(exc):
+                    log.info("broker refuses MQTT 5: using 3.1.1 without shared "
+                             "subscriptions (run one worker)")
+                    return False
+                log.warning("cloud consumer cannot reach the broker: %s", exc)
+            await asyncio.sleep(random.uniform(0, min(self.config.backoff_max, 2.0)))  # noqa: S311
+
     async def run(self) -> None:
         """Connect and consume forever, reconnecting with jittered backoff."""
         attempt = 0
-        use_v5 = self.config.protocol in ("auto", "v5")
+        if self.config.protocol == "auto":
+            use_v5 = await self._broker_speaks_v5()
+        else:
+            use_v5 = self.config.protocol == "v5"
         while True:
             protocol = aiomqtt.ProtocolVersion.V5 if use_v5 else aiomqtt.ProtocolVersion.V311
             try:
@@ -109,11 +146,6 @@ class Consumer:
                     async for message in client.messages:
                         await self.on_message(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
-                if use_v5 and self.config.protocol == "auto" and _refused_protocol(exc):
-                    log.info("broker refuses MQTT 5: falling back to 3.1.1 without shared "
-                             "subscriptions (run one worker)")
-                    use_v5 = False
-                    continue
                 log.warning("cloud consumer lost the broker: %s", exc)
             finally:
                 self._client = None

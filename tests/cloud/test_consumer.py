@@ -114,3 +114,36 @@ async def test_two_workers_share_the_load_through_shared_subscriptions(
     assert len(seen["w1"]) + len(seen["w2"]) == 40
     assert not set(seen["w1"]) & set(seen["w2"])
     assert seen["w1"] and seen["w2"]
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("protocol", ["v5", "v311"])
+async def test_events_published_while_the_worker_is_away_reach_it_when_it_returns(
+        mosquitto: Mosquitto, tmp_path: Path, protocol: str) -> None:
+    creds = {"username": "cloud", "password": USERS["cloud"], "protocol": protocol}
+    seen: list[str] = []
+
+    async def track(topic: object, env: Envelope) -> None:
+        seen.append(env.id)
+
+    async def run_once(until: int) -> None:
+        cloud = service(mosquitto.port, tmp_path, **creds)
+        cloud.consumer.add_handler("track", track)
+        task = asyncio.create_task(cloud.run())
+        try:
+            await eventually(cloud.consumer.connected.is_set)
+            await eventually(lambda: len(seen) >= until, timeout=10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    await run_once(0)  # the first connect creates the session; the worker goes away
+    sent = [Envelope.new(p={"code": "E1", "active": True}) for _ in range(3)]
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="gwA",
+                              password=USERS["gwA"]) as gw:
+        for env in sent:
+            await gw.publish("ev/v1/gwA/charger/CP1/event/fault", encode(env), qos=1)
+    mosquitto.stop()  # and the broker restarts meanwhile (persistence on)
+    mosquitto.start()
+    await run_once(3)
+    assert seen == [env.id for env in sent]
