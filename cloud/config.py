@@ -35,6 +35,9 @@ class CloudMqttConfig(Strict):
     #: seconds the broker keeps this worker's session (subscriptions + queued QoS 1 messages)
     #: while it is disconnected; 0 = clean session (what arrives during a reconnect is lost)
     session_expiry: int = Field(default=3600, ge=0)
+    #: with shared subscriptions: consume the session of a worker that is offline (see consumer)
+    takeover: bool = True
+    takeover_grace: float = Field(default=5.0, ge=0)
 
 
 class HttpConfig(Strict):

@@ -8,11 +8,25 @@ sharing, so the worker that sent a call always sees its reply.
 
 Every message is decoded (topic grammar, envelope); malformed ones are counted in ``/metrics``
 by reason, logged once per (gateway, reason), and dropped: the consumer keeps going.
+
+Acknowledgement after the work (manual PUBACK). A handler may return an awaitable: the message's
+PUBACK is held until it completes (billing and alarms commit to SQL first), and PUBACKs go out in
+the order the messages came, as MQTT requires. A worker killed between receipt and commit has
+not acknowledged the message, so the broker delivers it again (persistent session).
+
+Session takeover (shared subscriptions on Mosquitto). Mosquitto keeps routing a shared group's
+messages to a member whose persistent session is offline; they wait for that member. So each worker
+announces itself on ``vm/cloud/workers/{client id}`` (retained, with an offline Will), and when a
+peer is offline for ``takeover_grace`` seconds the first online worker (by client id) connects
+*as that peer* and consumes its session until the peer returns (its reconnect takes the session
+back). The survivors carry the whole load and nothing queued for the dead worker waits or expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import socket
@@ -35,7 +49,10 @@ from thingmodels.topics import PREFIX, Kind, Topic, parse, shared
 
 log = logging.getLogger("voltmesh.cloud.consumer")
 
-Handler = Callable[[Topic, Envelope], Awaitable[None]]
+#: a handler may return an awaitable: the message is acknowledged once it has completed
+Handler = Callable[[Topic, Envelope], Awaitable[Awaitable[Any] | None]]
+
+WORKERS_PREFIX = "vm/cloud/workers"
 
 _UPLINK = [f"{PREFIX}/+/+/+/prop", f"{PREFIX}/+/+/+/state", f"{PREFIX}/+/+/+/event/+"]
 _REPLIES = f"{PREFIX}/+/+/+/svc/+/reply"
@@ -73,6 +90,18 @@ class Consumer:
         self._calls: dict[str, asyncio.Future[Envelope]] = {}
         self._dedupe = _Dedupe()
         self._logged: set[tuple[str, str]] = set()
+        #: completion of messages still being worked on, by (gw, id): a redelivered copy is
+        #: acknowledged only once the original's work is done
+        self._working: dict[tuple[str, str], asyncio.Future[None]] = {}
+        #: peer workers' presence (client id -> online) and the sessions this worker adopted
+        self.peers: dict[str, bool] = {}
+        self.adopted: dict[str, asyncio.Task[None]] = {}
+        self._peer_changed = asyncio.Event()
+
+    @property
+    def client_id(self) -> str:
+        """This worker's MQTT client id (stable: the broker keeps its session)."""
+        return self.config.client_id or f"vm-cloud-{self.worker_id}"
 
     def add_handler(self, name: str, handler: Handler) -> None:
         """Call ``handler(topic, envelope)`` for every valid uplink message."""
@@ -80,8 +109,9 @@ class Consumer:
 
     # -- connection -----------------------------------------------------------------------
 
-    def _make_client(self, protocol: aiomqtt.ProtocolVersion, *,
-                     probe: bool = False) -> aiomqtt.Client:
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion, *, probe: bool = False,
+                     identifier: str | None = None,
+                     will: aiomqtt.Will | None = None) -> aiomqtt.Client:
         cfg = self.config
         v5 = protocol == aiomqtt.ProtocolVersion.V5
         persistent = cfg.session_expiry > 0 and not probe
@@ -89,7 +119,7 @@ class Consumer:
         if v5 and persistent:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = cfg.session_expiry
-        identifier = cfg.client_id or f"vm-cloud-{self.worker_id}"
+        identifier = identifier or self.client_id
         client = aiomqtt.Client(
             cfg.host, cfg.port, username=cfg.username, password=cfg.password,
             identifier=identifier + "-probe" if probe else identifier, protocol=protocol,
@@ -97,13 +127,15 @@ class Consumer:
             # restarts) is queued by the broker, not lost (duplicates are dropped by _Dedupe)
             clean_session=None if v5 else not persistent,
             clean_start=not persistent if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
+            properties=properties, will=will,
             keepalive=cfg.keepalive, timeout=10, max_inflight_messages=200,
             max_queued_incoming_messages=0,
             # paho leaves Nagle on: with delayed ACKs that adds ~40 ms to a request/reply
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = 10_000
+        # PUBACK after the work, not on receipt (see the module docstring)
+        client._client.manual_ack_set(True)
         return client
 
     async def _broker_speaks_v5(self) -> bool:
@@ -131,37 +163,137 @@ class Consumer:
             use_v5 = await self._broker_speaks_v5()
         else:
             use_v5 = self.config.protocol == "v5"
-        while True:
-            protocol = aiomqtt.ProtocolVersion.V5 if use_v5 else aiomqtt.ProtocolVersion.V311
-            try:
-                async with self._make_client(protocol) as client:
-                    attempt = 0
-                    self._client = client
-                    self.metrics.mqtt_connects.inc()
-                    await self._subscribe(client, v5=use_v5)
-                    self.connected.set()
-                    log.info("cloud worker %s consuming from %s:%s (MQTT %s, shared=%s)",
-                             self.worker_id, self.config.host, self.config.port,
-                             "5" if use_v5 else "3.1.1", self.shared_active)
-                    async for message in client.messages:
-                        await self.on_message(message.topic.value, message.payload)
-            except aiomqtt.MqttError as exc:
-                log.warning("cloud consumer lost the broker: %s", exc)
-            finally:
-                self._client = None
-                self.connected.clear()
-                for future in self._calls.values():
-                    if not future.done():
-                        future.set_exception(CommandError("broker connection lost"))
-            await asyncio.sleep(random.uniform(0, min(self.config.backoff_max,  # noqa: S311
-                                                      0.5 * 2 ** min(attempt, 10))))
-            attempt += 1
+        takeover = use_v5 and bool(self.config.shared_group) and self.config.takeover \
+            and self.config.session_expiry > 0
+        async with asyncio.TaskGroup() as tg:
+            if takeover:
+                tg.create_task(self._adopt_orphans(), name="session-takeover")
+            while True:
+                protocol = aiomqtt.ProtocolVersion.V5 if use_v5 else aiomqtt.ProtocolVersion.V311
+                will = aiomqtt.Will(self._presence_topic(), self._presence(False), qos=1,
+                                    retain=True) if takeover else None
+                try:
+                    async with self._make_client(protocol, will=will) as client:
+                        attempt = 0
+                        self._client = client
+                        self.metrics.mqtt_connects.inc()
+                        await self._subscribe(client, v5=use_v5)
+                        if takeover:
+                            await client.subscribe(f"{WORKERS_PREFIX}/+", qos=1)
+                            await client.publish(self._presence_topic(), self._presence(True),
+                                                 qos=1, retain=True)
+                        self.connected.set()
+                        log.info("cloud worker %s consuming from %s:%s (MQTT %s, shared=%s)",
+                                 self.worker_id, self.config.host, self.config.port,
+                                 "5" if use_v5 else "3.1.1", self.shared_active)
+                        await self._consume(client)
+                except aiomqtt.MqttError as exc:
+                    log.warning("cloud consumer lost the broker: %s", exc)
+                finally:
+                    self._client = None
+                    self.connected.clear()
+                    for future in self._calls.values():
+                        if not future.done():
+                            future.set_exception(CommandError("broker connection lost"))
+                await asyncio.sleep(random.uniform(0, min(  # noqa: S311
+                    self.config.backoff_max, 0.5 * 2 ** min(attempt, 10))))
+                attempt += 1
 
-    async def _subscribe(self, client: aiomqtt.Client, *, v5: bool) -> None:
+    async def _consume(self, client: aiomqtt.Client, *, adopted: str | None = None) -> None:
+        """Hand every message to the handlers; acknowledge in order once its work is done."""
+        acks: asyncio.Queue[tuple[int, int, Awaitable[Any] | None]] = asyncio.Queue()
+
+        async def acker() -> None:
+            while True:
+                mid, qos, work = await acks.get()
+                if work is not None:
+                    try:
+                        await work
+                    except Exception:  # the work's owner logs and counts its failures
+                        log.debug("work of message %d failed", mid, exc_info=True)
+                if qos > 0:
+                    client._client.ack(mid, qos)
+
+        # a plain task, not a TaskGroup: the loop's MqttError must reach the reconnect loop as is
+        ack_task = asyncio.create_task(acker(), name="acker")
+        try:
+            async for message in client.messages:
+                topic = message.topic.value
+                work: Awaitable[Any] | None = None
+                if topic.startswith(WORKERS_PREFIX + "/"):
+                    if adopted is None:
+                        self._on_peer(topic, message.payload)
+                else:
+                    work = await self.on_message(topic, message.payload)
+                acks.put_nowait((message.mid, message.qos, work))
+        finally:
+            ack_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ack_task
+
+    # -- worker presence and session takeover ---------------------------------------------
+
+    def _presence_topic(self, client_id: str | None = None) -> str:
+        return f"{WORKERS_PREFIX}/{client_id or self.client_id}"
+
+    def _presence(self, online: bool) -> bytes:
+        return encode(Envelope.new(src="cloud", p={"online": online, "worker": self.worker_id}))
+
+    def _on_peer(self, topic: str, payload: Any) -> None:
+        peer = topic.rsplit("/", 1)[1]
+        try:
+            env = decode(bytes(payload))
+            online = bool((env.p or {}).get("online"))
+        except (EnvelopeError, TypeError):
+            self._malformed("worker_state", topic, "undecodable worker presence")
+            return
+        if self.peers.get(peer) != online:
+            self.peers[peer] = online
+            self._peer_changed.set()
+
+    def _orphans(self) -> list[str]:
+        """Offline peers this worker should adopt: it is the first online worker by id."""
+        online = sorted([p for p, up in self.peers.items() if up] + [self.client_id])
+        if not self.connected.is_set() or online[0] != self.client_id:
+            return []
+        return [p for p, up in self.peers.items() if not up and p != self.client_id]
+
+    async def _adopt_orphans(self) -> None:
+        grace = self.config.takeover_grace
+        while True:
+            await self._peer_changed.wait()
+            self._peer_changed.clear()
+            await asyncio.sleep(grace)  # a restarting peer comes back within the grace
+            orphans = set(self._orphans())
+            for peer in orphans - set(self.adopted):
+                log.warning("worker %s is offline: consuming its session until it returns",
+                            peer)
+                task = asyncio.create_task(self._adopt(peer), name=f"adopt-{peer}")
+                self.adopted[peer] = task
+                task.add_done_callback(functools.partial(self._adoption_ended, peer))
+            for peer in set(self.adopted) - orphans:
+                self.adopted[peer].cancel()
+
+    def _adoption_ended(self, peer: str, _task: asyncio.Task[None]) -> None:
+        self.adopted.pop(peer, None)
+        self._peer_changed.set()  # still orphaned? adopted again after the grace
+
+    async def _adopt(self, peer: str) -> None:
+        try:
+            async with self._make_client(aiomqtt.ProtocolVersion.V5, identifier=peer) as client:
+                self.metrics.takeovers.inc()
+                # the session keeps its subscriptions; subscribing again is harmless and
+                # covers a session that had expired
+                await self._subscribe(client, v5=True, replies=False)
+                await self._consume(client, adopted=peer)
+        except aiomqtt.MqttError as exc:  # the peer took its session back, or the broker left
+            log.info("stopped consuming the session of %s: %s", peer, exc)
+
+    async def _subscribe(self, client: aiomqtt.Client, *, v5: bool, replies: bool = True) -> None:
         group = self.config.shared_group
         self.shared_active = bool(v5 and group)
         filters = [shared(group, f) if self.shared_active and group else f for f in _UPLINK]
-        await client.subscribe([(f, 1) for f in [*filters, _REPLIES]])
+        await client.subscribe([(f, 1) for f in [*filters, *([_REPLIES] if replies else [])]])
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -175,34 +307,51 @@ class Consumer:
             log.warning("malformed message (%s) on %s: %s (further ones from %s are only "
                         "counted)", reason, topic, detail, gw)
 
-    async def on_message(self, topic_str: str, payload: Any) -> None:
-        """Handle one message (public for tests)."""
+    async def on_message(self, topic_str: str, payload: Any) -> Awaitable[Any] | None:
+        """Handle one message; returns what its acknowledgement waits for (public for tests)."""
         try:
             topic = parse(topic_str)
         except TopicError as exc:
             self._malformed("topic", topic_str, str(exc))
-            return
+            return None
         if not isinstance(payload, bytes | bytearray):
             self._malformed("payload_type", topic_str, type(payload).__name__)
-            return
+            return None
         try:
             env = decode(bytes(payload))
         except EnvelopeError as exc:
             self._malformed("envelope", topic_str, str(exc))
-            return
+            return None
         self.metrics.messages.labels(kind=topic.kind.value).inc()
         if topic.kind is Kind.SVC_REPLY:
             self._resolve(env)
-            return
+            return None
+        key = (topic.gw, env.id)
         if not self._dedupe.first_time(topic.gw, env.id):
             self.metrics.duplicates.inc()
-            return
+            return self._working.get(key)  # acknowledged once the original's work is done
+        works: list[Awaitable[Any]] = []
         for name, handler in self.handlers:
             try:
-                await handler(topic, env)
+                work = await handler(topic, env)
             except Exception:
                 self.metrics.handler_errors.labels(handler=name).inc()
                 log.exception("handler %s failed on %s", name, topic_str)
+                continue
+            if work is not None:
+                works.append(work)
+        if not works:
+            return None
+        done = asyncio.ensure_future(self._finish(topic_str, works))
+        self._working[key] = done
+        done.add_done_callback(lambda _f: self._working.pop(key, None))
+        return done
+
+    async def _finish(self, topic_str: str, works: list[Awaitable[Any]]) -> None:
+        for result in await asyncio.gather(*works, return_exceptions=True):
+            if isinstance(result, Exception):
+                self.metrics.handler_errors.labels(handler="work").inc()
+                log.error("work for %s failed: %s", topic_str, result)
 
     # -- commands -------------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ class CloudMetrics:
             "voltmesh_cloud_devices_online", "Devices online (as seen by this worker)",
             registry=self.registry,
         )
+        self.takeovers = Counter(
+            "voltmesh_cloud_session_takeovers", "Sessions of offline peer workers adopted",
+            registry=self.registry,
+        )
         self.mqtt_connects = Counter(
             "voltmesh_cloud_mqtt_connects", "Broker connections made", registry=self.registry,
         )
