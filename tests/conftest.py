@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
 from tests.support.net import free_port
+from tests.support.victoria import Victoria, victoria_binary
 from voltmesh.broker import embedded_broker
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -26,6 +27,19 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[Victoria]:
+    """A private VictoriaMetrics (InfluxDB v2 write API, Prometheus reads) on a free port."""
+    if victoria_binary() is None:
+        if IN_CI:
+            pytest.fail("victoria-metrics missing under CI=true: scripts/install-system-deps.sh failed")
+        pytest.skip("victoria-metrics is not installed (run scripts/install-system-deps.sh)")
+    server = Victoria(tmp_path / "victoria")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
