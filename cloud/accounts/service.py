@@ -403,10 +403,11 @@ class AccountService:
                 prior = self._entry_by_key(db, key)
             if prior is not None:
                 if prior.wallet_id != wallet.id or prior.kind != kind.value or \
-                        prior.amount != amount:
+                        prior.amount != amount or (ref is not None and prior.ref != ref):
                     raise IdempotencyConflict(
-                        f"key {key!r} was used for {prior.kind} {prior.amount} on wallet "
-                        f"{prior.wallet_id}, not {kind.value} {amount} on {wallet.id}")
+                        f"key {key!r} was used for {prior.kind} {prior.amount} (ref "
+                        f"{prior.ref}) on wallet {prior.wallet_id}, not {kind.value} {amount} "
+                        f"(ref {ref}) on {wallet.id}")
                 return prior
             balance = wallet.balance + amount
             if amount < 0 and balance < -wallet.overdraft_limit:
