@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import true
 
 
@@ -84,18 +85,62 @@ class Principal:
         return column.in_(sorted(self.visible_tenants))
 
 
+#: where staff users log in (the router of :mod:`cloud.auth.api` under ``/api/v1``)
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
+API_KEY_HEADER = "X-API-Key"
+REALM = "voltmesh"
+
+# Declared on every route that depends on the principal, so the OpenAPI document carries the
+# security schemes and /docs offers a login; the authenticator reads the headers itself.
+_oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, scheme_name="OAuth2Password",
+                                      auto_error=False,
+                                      description="Staff login (username, password) -> JWT")
+_api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, scheme_name="ApiKey", auto_error=False,
+                               description="API key `vm_<prefix>_<secret>` "
+                                           "(or `Authorization: ApiKey vm_...`)")
+
+
+class AuthProblem(HTTPException):
+    """An authentication (401) or authorization (403) failure.
+
+    ``error`` is a short code; the handler :mod:`cloud.auth` installs renders
+    ``{"error": error, "detail": detail}`` (without it FastAPI renders ``{"detail": ...}``).
+    """
+
+    def __init__(self, status_code: int, error: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
+        self.error = error
+
+
+def unauthorized(detail: str, *, scheme: str = "Bearer", error: str = "unauthorized",
+                 invalid: bool = False) -> AuthProblem:
+    """A 401 with the ``WWW-Authenticate`` challenge of ``scheme`` (RFC 6750 for Bearer)."""
+    challenge = f'{scheme} realm="{REALM}"'
+    if invalid and scheme == "Bearer":
+        challenge += ', error="invalid_token"'
+    return AuthProblem(401, error, detail, headers={"WWW-Authenticate": challenge})
+
+
 class Authenticator(Protocol):
     """Turns a request's credentials into a principal (raises HTTPException 401 when it cannot)."""
 
     async def authenticate(self, request: Request) -> Principal: ...
 
 
-async def get_principal(request: Request) -> Principal:
-    """FastAPI dependency: the authenticated principal of this request."""
+async def get_principal(
+    request: Request,
+    _bearer: Annotated[str | None, Security(_oauth2_scheme)] = None,
+    _api_key: Annotated[str | None, Security(_api_key_scheme)] = None,
+) -> Principal:
+    """FastAPI dependency: the authenticated principal of this request.
+
+    ``_bearer``/``_api_key`` only declare the security schemes in OpenAPI; the authenticator
+    reads the request.
+    """
     authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
-        raise HTTPException(status_code=401, detail="authentication is not configured",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise unauthorized("authentication is not configured")
     return await authenticator.authenticate(request)
 
 
@@ -109,7 +154,7 @@ def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 
     async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.can(scope):
-            raise HTTPException(status_code=403, detail=f"missing scope {scope}")
+            raise AuthProblem(403, "forbidden", f"missing scope {scope}")
         return principal
 
     return check
