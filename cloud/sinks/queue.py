@@ -47,6 +47,8 @@ Writer = Callable[[list[Action]], Awaitable[None]]
 TtlOf = Callable[[Action], float | None]
 
 LOG_INTERVAL = 10.0
+#: longest wait a server's Retry-After can impose (the TTL still applies)
+RETRY_AFTER_MAX = 300.0
 
 
 @dataclass(slots=True)
@@ -339,7 +341,7 @@ class SinkQueue:
                             pending = []
                             break
                         self._drop(outcome.failed, "permanent", outcome.reason)
-                    pending = outcome.retry
+                    pending = self._prune(outcome.retry)
                     if pending:
                         failures += 1
                         self._retried.inc(len(pending))
@@ -418,8 +420,8 @@ class SinkQueue:
         config = self.config
         ceiling = min(config.backoff_max, config.backoff_initial * 2 ** min(failures - 1, 30))
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, config.backoff_max))
+        if retry_after is not None:  # the server's Retry-After, honoured up to 5 minutes
+            delay = max(delay, min(retry_after, RETRY_AFTER_MAX))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._abort.wait()

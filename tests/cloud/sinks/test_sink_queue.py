@@ -22,7 +22,7 @@ from cloud.sinks import (
 )
 from tests.support.net import eventually
 
-FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05}
 
 
 def signal(n: int | str) -> AlarmSignal:
