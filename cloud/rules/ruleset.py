@@ -1,0 +1,155 @@
+"""A loaded, immutable set of rules: which rules a message concerns, and what they do."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cloud.actions import Action
+from cloud.rules.actions import Report
+from cloud.rules.coerce import Coercer
+from cloud.rules.expr import EvalFailure
+from cloud.rules.filters import PRESENCE, FilterTrie
+from cloud.rules.loader import CompiledRule, load_rules
+from cloud.rules.stats import CountingStats, RuleStats
+from cloud.rules.subject import KINDS, Subject
+from thingmodels.envelope import Envelope, Sample
+from thingmodels.errors import PayloadError, UnknownModelError
+from thingmodels.loader import ModelRegistry, builtin_models
+from thingmodels.topics import Topic
+
+log = logging.getLogger("voltmesh.cloud.rules")
+
+
+class RuleSet:
+    """Rules indexed by topic filter; :meth:`evaluate` is pure (no I/O) and never raises.
+
+    Counts go to ``stats`` (a :class:`~cloud.rules.stats.CountingStats` unless given): a
+    missing field or a type error in an expression is "no match" (or the action skipped) for
+    that message, counted per rule and reason and logged once per rule and reason.
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule], *, models: ModelRegistry | None = None,
+                 stats: RuleStats | None = None) -> None:
+        self.rules = tuple(rules)
+        self.models = models if models is not None else builtin_models()
+        self.stats: RuleStats = stats if stats is not None else CountingStats()
+        self._coercer = Coercer(self.models)
+        self._trie: FilterTrie[CompiledRule] = FilterTrie()
+        self._presence: list[CompiledRule] = []
+        self._logged: set[tuple[str, str]] = set()
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            for source in rule.sources:
+                if source == PRESENCE:
+                    self._presence.append(rule)
+                else:
+                    self._trie.add(source, rule)
+
+    @classmethod
+    def load(cls, paths: Sequence[Path | str], *, models: ModelRegistry | None = None,
+             stats: RuleStats | None = None) -> RuleSet:
+        """Load rule files and directories of ``*.yaml``; raises RulesFileError."""
+        models = models if models is not None else builtin_models()
+        return cls(load_rules(paths, models), models=models, stats=stats)
+
+    @property
+    def enabled(self) -> int:
+        """How many rules are enabled."""
+        return sum(1 for rule in self.rules if rule.enabled)
+
+    def candidates(self, topic: Topic) -> list[CompiledRule]:
+        """The enabled rules whose ``from`` matches ``topic`` (before ``where``)."""
+        return self._trie.match(topic.render().split("/"))
+
+    def evaluate(self, topic: Topic, env: Envelope) -> list[Action]:
+        """The actions of every matching rule, message by message (sample by sample)."""
+        kind = KINDS.get(topic.kind.value)
+        if kind is None:  # downlink traffic: not for rules
+            return []
+        rules = self._trie.match(topic.render().split("/"))
+        if not rules:
+            return []
+        samples = env.samples()
+        batch = env.b is not None
+        if not samples and not batch:
+            samples = [Sample(None, {})]
+        rendered = topic.render()
+        code = env.code if kind == "reply" else None
+        out: list[Action] = []
+        for index, sample in enumerate(samples):
+            raw = sample.p
+            ts = sample.ts if sample.ts is not None else env.ts if env.ts is not None else env.rts
+            subject = Subject.make(
+                gw=topic.gw, product=topic.product, device=topic.device, kind=kind,
+                name=topic.name, msg_id=env.id, ts_ms=ts, rts=env.rts, seq=env.seq,
+                src=env.src, topic=rendered, raw=raw,
+                params=self._coercer.coerce(topic.product, kind, topic.name, raw),
+                key_base=env.id, code=code, validator=self._validate,
+            )
+            suffix = f":{index}" if batch else ""
+            for rule in rules:
+                self._run(rule, subject, suffix, out)
+        return out
+
+    def evaluate_presence(self, gw: str, product: str, device: str, online: bool, ts_ms: int,
+                          session: int) -> list[Action]:
+        """The actions of ``$presence`` rules for a device (or gateway) going online/offline."""
+        if not self._presence:
+            return []
+        params = {"online": online, "session": session}
+        base = f"presence:{gw}/{product}/{device}:{session}:{online}"
+        subject = Subject.make(
+            gw=gw, product=product, device=device, kind="presence", name=None, msg_id=base,
+            ts_ms=ts_ms, rts=ts_ms, seq=None, src=None, topic=PRESENCE, raw=params,
+            params=params, key_base=base,
+        )
+        out: list[Action] = []
+        for rule in self._presence:
+            self._run(rule, subject, "", out)
+        return out
+
+    def _validate(self, subject: Subject) -> dict[str, Any]:
+        try:
+            return self._coercer.validate(subject.product, subject.kind, subject.name,
+                                          subject.raw)
+        except (PayloadError, UnknownModelError) as exc:
+            raise EvalFailure("payload", str(exc)) from None
+
+    def _run(self, rule: CompiledRule, s: Subject, suffix: str, out: list[Action]) -> None:
+        if rule.where is not None:
+            try:
+                if not rule.where.condition(s.ctx):
+                    return
+            except EvalFailure as failure:
+                self._failed(failure, s, rule.id)
+                return
+        stats = self.stats
+        stats.matched(rule.id)
+        report = self._reporter(rule.id)
+        prefix = f"{s.key_base}:{rule.id}:"
+        for i, builder in enumerate(rule.actions):
+            try:
+                action = builder.build(s, f"{prefix}{i}{suffix}", report)
+            except EvalFailure as failure:
+                self._failed(failure, s, rule.id)
+                continue
+            if action is not None:
+                out.append(action)
+                stats.emitted(action.lane)
+
+    def _reporter(self, rule: str) -> Report:
+        def report(failure: EvalFailure, s: Subject) -> None:
+            self._failed(failure, s, rule)
+        return report
+
+    def _failed(self, failure: EvalFailure, s: Subject, rule: str) -> None:
+        self.stats.failed(rule, failure.reason)
+        if (rule, failure.reason) not in self._logged:
+            self._logged.add((rule, failure.reason))
+            log.warning("rule %s: %s on message %s (%s); counted in "
+                        "voltmesh_rules_eval_errors_total, logged once", rule, failure,
+                        s.msg_id, s.topic)

@@ -1,0 +1,40 @@
+"""Where a rule set counts what it does: matches, actions, evaluation failures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from cloud.actions import Lane
+
+
+class RuleStats(Protocol):
+    """Receives the counts of one or more rule sets (the engine keeps one across reloads)."""
+
+    def matched(self, rule: str) -> None:
+        """``rule``'s statement matched one message (or batch sample)."""
+
+    def failed(self, rule: str, reason: str) -> None:
+        """An expression of ``rule`` failed (``missing``, ``type``) or params were invalid
+        (``payload``)."""
+
+    def emitted(self, lane: Lane) -> None:
+        """An action for ``lane`` was produced."""
+
+
+class CountingStats:
+    """In-memory counts (the default; what ``voltmesh rules test`` prints)."""
+
+    def __init__(self) -> None:
+        self.matches: Counter[str] = Counter()
+        self.failures: Counter[tuple[str, str]] = Counter()
+        self.actions: Counter[str] = Counter()
+
+    def matched(self, rule: str) -> None:
+        self.matches[rule] += 1
+
+    def failed(self, rule: str, reason: str) -> None:
+        self.failures[rule, reason] += 1
+
+    def emitted(self, lane: Lane) -> None:
+        self.actions[lane.value] += 1
