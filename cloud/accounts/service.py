@@ -128,7 +128,7 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
     return limit, offset
 
 
-def _retryable(exc: OperationalError) -> bool:
+def retryable(exc: OperationalError) -> bool:
     """A lock conflict worth retrying (SQLite busy/locked, PostgreSQL deadlock/serialization)."""
     state = getattr(exc.orig, "sqlstate", None)
     if state in ("40001", "40P01", "55P03"):
@@ -387,7 +387,7 @@ class AccountService:
             except (_Stale, IntegrityError):
                 pass  # someone wrote first: read again and decide again
             except OperationalError as exc:
-                if not _retryable(exc):
+                if not retryable(exc):
                     raise StoreError(f"wallet store failed: {exc.orig}") from exc
             time.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not security
             delay = min(delay * 2, 0.05)
