@@ -7,8 +7,9 @@ the signals' own ``ts_ms``, so the same signals give the same alarms on any work
 Per dedupe key, ``AlarmKeyRow`` keeps the newest raise and the newest clear seen. The
 condition *holds* while the newest raise is at least as new as the newest clear. A signal older
 than the newest opposite signal belongs to a run that is over ("stale"): a stale raise only
-counts on the live alarm, a stale clear changes nothing. This is what keeps two workers that
-see one device's signals in a different order on the same alarm.
+counts on the live alarm (without one, a raise without debounce still makes its alarm, raised
+late and clearing from the newest clear on), a stale clear changes nothing. This is what keeps
+two workers that see one device's signals in a different order on the same alarm.
 
 * **Debounce**: a raise creates a ``pending`` alarm whose ``raise_since_ms`` is the start of the
   run of raises; it becomes ``open`` once the newest raise is ``debounce_ms`` after that start
@@ -189,6 +190,8 @@ def apply_signal(row: AlarmRow | None, key: AlarmKeyRow, signal: AlarmSignal, ou
             out.stale += 1
             if row is not None:
                 row.raise_count += 1
+            elif signal.debounce_ms == 0:
+                _late_episode(signal, key, out, new_id, tenant_of)
             return
         if row is None:
             tenant = tenant_of(signal.gw, signal.product, signal.device) if tenant_of else None
@@ -243,6 +246,27 @@ def apply_signal(row: AlarmRow | None, key: AlarmKeyRow, signal: AlarmSignal, ou
         _maybe_clear(row, key.last_clear_ms, actor, out)
         if State(row.state) is State.CLOSED:
             out.row = None
+
+
+def _late_episode(signal: AlarmSignal, key: AlarmKeyRow, out: Outcome, new_id: Any,
+                  tenant_of: Any) -> None:
+    """A raise (no debounce) older than the newest clear, and no live alarm: it happened.
+
+    It arrived after the clear that ended it (another worker, a backlog): the alarm is made
+    late, raised at the raise's time, and clears like any other from the newest clear on
+    (``clear_after_ms`` after it at the earliest).
+    """
+    actor = f"rule:{signal.rule}"
+    tenant = tenant_of(signal.gw, signal.product, signal.device) if tenant_of else None
+    row = _new_row(new_id(), signal, tenant)
+    out.row, out.created = row, True
+    row.raise_count = 1
+    out.steps.append((row, _step(row, Event.PENDING, State.PENDING, signal.ts_ms, actor,
+                                 value=row.last_value)))
+    _maybe_open(row, signal.ts_ms, actor, out)
+    row.raise_since_ms = None
+    row.clear_since_ms = key.last_clear_ms
+    _maybe_clear(row, key.last_clear_ms, actor, out)
 
 
 def apply_deadlines(row: AlarmRow, key: AlarmKeyRow, now_ms: int, out: Outcome) -> None:

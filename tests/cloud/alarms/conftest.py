@@ -46,7 +46,8 @@ def fresh_pg_engine(url: str) -> Engine:
     engine = make_engine(url)
     with engine.begin() as conn:
         for table in TABLES:
-            conn.execute(text(f"DROP TABLE IF EXISTS {table.__tablename__} CASCADE"))
+            name = table.__table__.name  # type: ignore[attr-defined]
+            conn.execute(text(f"DROP TABLE IF EXISTS {name} CASCADE"))
     return engine
 
 

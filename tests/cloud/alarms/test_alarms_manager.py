@@ -251,6 +251,19 @@ def test_stale_signals_only_count(manager: AlarmManager) -> None:
     assert manager.metrics.signals.labels(outcome="stale")._value.get() == 2
 
 
+def test_a_raise_that_arrives_after_its_clear_still_makes_its_alarm(
+        manager: AlarmManager, rec: Recorder) -> None:
+    manager.process([signal(False, 5_000, device="late")])  # nothing to clear yet
+    events = manager.process([signal(True, 1_000, device="late", value="smoke")])
+    assert [(t.event, t.ts_ms) for t in events] == [(Event.RAISED, 1_000), (Event.CLEARED, 5_000)]
+    alarm = only_alarm(manager)
+    assert alarm.state is State.CLEARED and alarm.last_value == "smoke"
+    # with a debounce nobody can tell whether it held: nothing is made
+    manager.process([signal(False, 5_000, device="d2", debounce_ms=1_000)])
+    assert manager.process([signal(True, 1_000, device="d2", debounce_ms=1_000)]) == []
+    assert manager.list_alarms(AlarmFilter(device="d2")).total == 0
+
+
 def test_invalid_signals_are_kept_with_the_reason(manager: AlarmManager) -> None:
     bad = signal(True, 1_000, level="severe")
     worse = AlarmSignal(rule="temp", key="k-bad", type="", dedupe="", active=True,
