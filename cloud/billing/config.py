@@ -22,8 +22,9 @@ class ReconcileTolerances(Strict):
     total_energy_kwh: Decimal = Field(default=Decimal("0.001"), ge=0)
     #: per tier amount (electricity + service, CNY)
     tier_amount_cny: Decimal = Field(default=Decimal("0.01"), ge=0)
-    #: total amount (CNY)
-    total_amount_cny: Decimal = Field(default=Decimal("0.01"), ge=0)
+    #: total amount (CNY); None: ``tier_amount_cny`` x the tiers with energy on either side,
+    #: which is what rounding each part to 0.01 (ours) vs 0.0001 (the charger's) can explain
+    total_amount_cny: Decimal | None = Field(default=None, ge=0)
     #: per tier unit price (electricity + service, CNY/kWh): the charger must run our model
     price_cny: Decimal = Field(default=Decimal(0), ge=0)
 

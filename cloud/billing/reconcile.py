@@ -5,7 +5,8 @@ A YKC charger bills with the model it was given and reports the result (0x3B, th
 The platform bills from its own settlement; :func:`reconcile` lists where the two disagree by
 more than the configured tolerances (:class:`~cloud.billing.config.ReconcileTolerances`):
 
-* ``energy`` / ``amount``: session totals;
+* ``energy`` / ``amount``: session totals (the amount tolerance defaults to the per-tier one
+  times the tiers with energy: our parts are rounded to 0.01, the charger's to 0.0001);
 * ``tier.energy`` / ``tier.amount`` / ``tier.price`` per tier (a tier missing on one side counts
   as zero energy and amount; prices are compared only where the tariff has the tier);
 * ``tier.unknown``: a tier name the record carries that the tariff cannot map.
@@ -84,8 +85,7 @@ def reconcile(settlement: Settlement, record: Mapping[str, Any], *,
         raise BillingError("transaction record: needs 'energy' and 'amount'")
     compare("energy", None, settlement.energy, _dec(record["energy"], "energy"),
             tol.total_energy_kwh)
-    compare("amount", None, settlement.amount, _dec(record["amount"], "amount"),
-            tol.total_amount_cny)
+    their_amount = _dec(record["amount"], "amount")
 
     rename: dict[str, Tier] = {}
     if tariff is not None and Tier.DEEP_VALLEY in tariff.tiers_used \
@@ -111,6 +111,11 @@ def reconcile(settlement: Settlement, record: Mapping[str, Any], *,
         if item.get("price") is not None:
             entry["price"] = _dec(item["price"], f"tiers[{index}].price")
     ours = {line.tier: line for line in settlement.tiers}
+    with_energy = {t for t, line in ours.items() if line.energy} | \
+        {t for t, entry in theirs.items() if entry["energy"]}
+    total_tolerance = tol.total_amount_cny if tol.total_amount_cny is not None else \
+        tol.tier_amount_cny * max(len(with_energy), 1)
+    compare("amount", None, settlement.amount, their_amount, total_tolerance)
     for tier in sorted(set(ours) | set(theirs), key=lambda t: list(Tier).index(t)):
         line = ours.get(tier)
         their = theirs.get(tier, {})

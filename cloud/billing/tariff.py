@@ -378,6 +378,30 @@ class Tariff:
     def _local_date(self, ms: int) -> date:
         return datetime.fromtimestamp(ms // 1000, self.zone).date()
 
+    def _offset_changes(self, start_ms: int, end_ms: int) -> list[int]:
+        """Instants (ms, whole seconds) where the zone's UTC offset changes in the range."""
+        zone = self.zone
+
+        def offset(ms: int) -> timedelta | None:
+            return datetime.fromtimestamp(ms // 1000, zone).utcoffset()
+
+        out = []
+        step = 6 * 3_600_000  # offsets never change twice within six hours
+        lo = start_ms
+        while lo < end_ms:
+            hi = min(lo + step, end_ms)
+            if offset(lo) != offset(hi):
+                a, b = lo // 1000, hi // 1000  # offset(a) != offset(b): find the first b
+                while b - a > 1:
+                    mid = (a + b) // 2
+                    if offset(mid * 1000) == offset(a * 1000):
+                        a = mid
+                    else:
+                        b = mid
+                out.append(b * 1000)
+            lo = hi
+        return out
+
     def segments(self, start_ms: int, end_ms: int) -> list[Segment]:
         """Split ``[start_ms, end_ms)`` where the tier changes and at every local midnight.
 
@@ -402,6 +426,7 @@ class Tariff:
                     if start_ms < ms < end_ms:
                         cuts.add(ms)
             day += timedelta(days=1)
+        cuts.update(t for t in self._offset_changes(start_ms, end_ms) if start_ms < t < end_ms)
         bounds = [start_ms, *sorted(cuts), end_ms]
         out: list[Segment] = []
         for lo, hi in itertools.pairwise(bounds):
