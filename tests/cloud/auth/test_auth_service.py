@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -438,3 +440,21 @@ def test_api_key_last_used_is_recorded(world: Tenancy) -> None:
     svc.principal_for_api_key(key.key)
     used = svc.get_api_key(SYSTEM, key.id).last_used
     assert used is not None and abs((utcnow() - used).total_seconds()) < 3600
+
+
+def test_two_workers_bootstrapping_at_once_make_one_admin(engine: Engine,
+                                                          config: AuthConfig) -> None:
+    boot = config.model_copy(update={"bootstrap": config.bootstrap.model_copy(
+        update={"password": "first-start-pw"})})
+    workers = [AuthService(engine, boot, apply_env=False) for _ in range(4)]
+    barrier = threading.Barrier(len(workers))
+
+    def start(svc: AuthService) -> object:
+        barrier.wait(timeout=30)
+        return svc.bootstrap()
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        results = list(pool.map(start, workers))
+    assert len([r for r in results if r is not None]) == 1
+    assert len(workers[0].list_staff(SYSTEM)) == 1
+    assert [t.kind for t in workers[0].list_tenants(SYSTEM)] == ["platform"]
