@@ -8,7 +8,8 @@ See ``docs/alarms.md``.
 Modules: :mod:`.states` (levels, states, events), :mod:`.tables`, :mod:`.lifecycle` (the pure
 state machine), :mod:`.manager`, :mod:`.view` (values handed out), :mod:`.notify` (notifier),
 :mod:`.channels` (webhook, e-mail, template messages), :mod:`.messaging` (SMS/WeChat gateway
-interface), :mod:`.config`, :mod:`.metrics`, :mod:`.api` (FastAPI router).
+interface), :mod:`.config`, :mod:`.metrics`, :mod:`.api` (FastAPI router), :mod:`.service`
+(:func:`build_alarms`: the whole part of a cloud worker, from config).
 
 Exceptions (:mod:`.errors`)::
 
@@ -33,12 +34,13 @@ from cloud.alarms.errors import (
 from cloud.alarms.manager import AlarmManager
 from cloud.alarms.metrics import AlarmMetrics
 from cloud.alarms.notify import Notifier, build_notifier
+from cloud.alarms.service import AlarmService, build_alarms
 from cloud.alarms.states import Event, Level, State
 from cloud.alarms.view import AlarmFilter, AlarmPage, AlarmView, HistoryEntry, Transition
 
 __all__ = [
     "AlarmConflict", "AlarmError", "AlarmFilter", "AlarmManager", "AlarmMetrics",
-    "AlarmNotFound", "AlarmPage", "AlarmView", "AlarmsConfig", "ChannelError", "Event",
-    "HistoryEntry", "InvalidSignal", "Level", "Notifier", "State", "Transition",
-    "build_notifier",
+    "AlarmNotFound", "AlarmPage", "AlarmService", "AlarmView", "AlarmsConfig", "ChannelError",
+    "Event", "HistoryEntry", "InvalidSignal", "Level", "Notifier", "State", "Transition",
+    "build_alarms", "build_notifier",
 ]

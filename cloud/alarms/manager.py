@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from cloud.actions import AlarmSignal, WritePoint
+from cloud.actions import Action, AlarmSignal, WritePoint
 from cloud.alarms import lifecycle
 from cloud.alarms.errors import AlarmError, AlarmNotFound, InvalidSignal
 from cloud.alarms.lifecycle import Outcome, Step
@@ -108,17 +108,18 @@ class AlarmManager:
 
     # -- the sink contract ------------------------------------------------------------------
 
-    async def handle(self, batch: Sequence[AlarmSignal]) -> None:
+    async def handle(self, batch: Sequence[Action]) -> None:
         """Process a batch from the alarm sink queue; returns once it is committed.
 
-        Invalid signals are stored in ``alarm_rejected`` and logged, never raised; a database
-        failure raises :class:`~cloud.errors.StoreError` (retry the batch: replays are no-ops).
+        Invalid signals (and actions that are not :class:`AlarmSignal`) are stored in
+        ``alarm_rejected`` and logged, never raised; a database failure raises
+        :class:`~cloud.errors.StoreError` (retry the batch: replays are no-ops).
         """
         self.attach()
         transitions = await asyncio.to_thread(self._process, list(batch))
         self._dispatch(transitions)
 
-    def process(self, batch: Sequence[AlarmSignal]) -> list[Transition]:
+    def process(self, batch: Sequence[Action]) -> list[Transition]:
         """Process signals (blocking); returns the committed transitions."""
         transitions = self._process(list(batch))
         self._publish(transitions)
@@ -360,10 +361,14 @@ class AlarmManager:
 
     # -- signal processing ------------------------------------------------------------------
 
-    def _process(self, batch: list[AlarmSignal]) -> list[Transition]:
+    def _process(self, batch: list[Action]) -> list[Transition]:
         groups: dict[str, list[AlarmSignal]] = {}
-        rejected: list[tuple[AlarmSignal, str]] = []
+        rejected: list[tuple[Action, str]] = []
         for signal in batch:
+            if not isinstance(signal, AlarmSignal):
+                rejected.append((signal, f"{type(signal).__name__} {signal.key!r} of rule "
+                                         f"{signal.rule!r} is not an AlarmSignal"))
+                continue
             try:
                 lifecycle.check_signal(signal)
             except InvalidSignal as exc:
@@ -378,7 +383,7 @@ class AlarmManager:
             transitions += self._retry(functools.partial(self._apply, dedupe, signals))
         return transitions
 
-    def _reject(self, rejected: list[tuple[AlarmSignal, str]]) -> None:
+    def _reject(self, rejected: list[tuple[Action, str]]) -> None:
         now = self.clock()
         with self._tx() as db:
             for signal, reason in rejected:

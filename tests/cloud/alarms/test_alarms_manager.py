@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +19,7 @@ from cloud.alarms.metrics import AlarmMetrics
 from cloud.alarms.states import Event, State
 from cloud.alarms.tables import AlarmEventRow, AlarmRow, AlarmSeenRow
 from cloud.alarms.view import AlarmFilter, AlarmView, Transition
+from tests.support.net import eventually
 
 from .alarm_signals import signal
 
@@ -269,15 +272,18 @@ def test_invalid_signals_are_kept_with_the_reason(manager: AlarmManager) -> None
     worse = AlarmSignal(rule="temp", key="k-bad", type="", dedupe="", active=True,
                         level="major", gw="gw1", product="connector", device="c1", ts_ms=-5)
     good = signal(True, 1_000, device="c2")
-    transitions = manager.process([bad, good, worse])
+    stray = WritePoint(rule="temp", key="wp1", measurement="m", tags={}, fields={"a": 1},
+                       ts_ms=1)
+    transitions = manager.process([bad, good, worse, stray])
     assert [t.alarm.device for t in transitions] == ["c2"]
     rejected = {r["key"]: r for r in manager.rejected()}
+    assert "WritePoint 'wp1' of rule 'temp' is not an AlarmSignal" in rejected["wp1"]["reason"]
     assert "unknown level 'severe'" in rejected[bad.key]["reason"]
     assert "dedupe must be a non-empty string" in rejected["k-bad"]["reason"]
     assert "ts_ms must be an integer >= 0" in rejected["k-bad"]["reason"]
     assert rejected[bad.key]["signal"]["level"] == "severe"  # the whole signal is kept
     manager.process([bad])  # a replay is not stored twice
-    assert len(manager.rejected()) == 2
+    assert len(manager.rejected()) == 3
 
 
 def test_values_and_details_keep_decimals_exact(manager: AlarmManager) -> None:
@@ -358,3 +364,23 @@ async def test_handle_commits_and_publishes_on_the_loop(manager: AlarmManager,
     assert rec.actives() == [("major", 1)]
     assert [e for _, e in rec.notified] == [Event.RAISED]
     assert only_alarm(manager).raise_count == 2
+
+
+async def test_run_sweeps_deadlines_in_the_background(engine: Engine, rec: Recorder) -> None:
+    now = [100_000]
+    manager = AlarmManager(engine, notifier=rec, emit_point=rec.points.append,
+                           sweep_grace_ms=2_000, clock=lambda: now[0])
+    await manager.handle([signal(True, 95_000, debounce_ms=4_000)])  # due at 99_000 + grace
+    task = asyncio.create_task(manager.run(sweep_interval=0.02))
+    try:
+        await asyncio.sleep(0.2)
+        assert only_alarm(manager).state is State.PENDING  # 100_000 - grace < 99_000
+        now[0] = 101_000
+        await eventually(lambda: only_alarm(manager).state is State.OPEN, timeout=30)
+        await eventually(lambda: [e for _, e in rec.notified] == [Event.RAISED], timeout=30)
+        assert only_alarm(manager).opened_ms == 99_000
+        assert rec.actives() == [("major", 1)]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
