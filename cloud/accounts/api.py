@@ -98,7 +98,7 @@ class Page(BaseModel):
 
 
 @router.get("/users", tags=["users"])
-def list_users(accounts: Accounts, principal: UsersRead,
+def list_users(principal: UsersRead, accounts: Accounts,
                phone: Annotated[str | None, Query(max_length=40)] = None,
                q: Annotated[str | None, Query(max_length=100)] = None,
                status: str | None = None,
@@ -111,21 +111,21 @@ def list_users(accounts: Accounts, principal: UsersRead,
 
 
 @router.post("/users", status_code=201, tags=["users"])
-def create_user(body: UserIn, accounts: Accounts, principal: UsersWrite) -> UserOut:
+def create_user(body: UserIn, principal: UsersWrite, accounts: Accounts) -> UserOut:
     """Register a customer (with an empty wallet)."""
     return UserOut.of(accounts.create_user(_tenant_for(principal, body.tenant_id), body.phone,
                                            body.name))
 
 
 @router.get("/users/{user_id}", tags=["users"])
-def get_user(user_id: str, accounts: Accounts, principal: UsersRead) -> UserOut:
+def get_user(user_id: str, principal: UsersRead, accounts: Accounts) -> UserOut:
     """One customer."""
     return UserOut.of(accounts.get_user(user_id, visible=principal.tenant_clause))
 
 
 @router.patch("/users/{user_id}", tags=["users"])
-def update_user(user_id: str, body: UserPatch, accounts: Accounts,
-                principal: UsersWrite) -> UserOut:
+def update_user(user_id: str, body: UserPatch, principal: UsersWrite,
+                accounts: Accounts) -> UserOut:
     """Change phone, name or status (active, disabled, closed)."""
     return UserOut.of(accounts.update_user(user_id, name=body.name, phone=body.phone,
                                            status=body.status,
@@ -133,14 +133,14 @@ def update_user(user_id: str, body: UserPatch, accounts: Accounts,
 
 
 @router.delete("/users/{user_id}", tags=["users"])
-def close_user(user_id: str, accounts: Accounts, principal: UsersWrite) -> UserOut:
+def close_user(user_id: str, principal: UsersWrite, accounts: Accounts) -> UserOut:
     """Close a customer (the wallet must be empty; history is kept)."""
     return UserOut.of(accounts.close_user(user_id, visible=principal.tenant_clause))
 
 
 @router.post("/users/{user_id}/app-token", tags=["users"])
-def rotate_app_token(user_id: str, accounts: Accounts,
-                     principal: UsersWrite) -> dict[str, str]:
+def rotate_app_token(user_id: str, principal: UsersWrite,
+                     accounts: Accounts) -> dict[str, str]:
     """Issue a new app token (the id the app presents for starts); the old one stops working."""
     user = accounts.rotate_app_token(user_id, visible=principal.tenant_clause)
     return {"user_id": user.id, "app_token": user.app_token}
@@ -213,7 +213,7 @@ class OverdraftIn(_In):
 
 
 @router.get("/users/{user_id}/wallet", tags=["wallets"])
-def get_wallet(user_id: str, accounts: Accounts, principal: WalletsRead,
+def get_wallet(user_id: str, principal: WalletsRead, accounts: Accounts,
                limit: Annotated[int, Query(ge=1, le=500)] = 50,
                before_seq: Annotated[int | None, Query(ge=1)] = None) -> WalletOut:
     """Balance and a page of the ledger; the next page: ``before_seq=next_before_seq``."""
@@ -223,7 +223,7 @@ def get_wallet(user_id: str, accounts: Accounts, principal: WalletsRead,
 
 
 @router.post("/users/{user_id}/wallet/adjust", tags=["wallets"])
-def adjust_wallet(user_id: str, body: AdjustIn, accounts: Accounts, principal: WalletsWrite,
+def adjust_wallet(user_id: str, body: AdjustIn, principal: WalletsWrite, accounts: Accounts,
                   key: Annotated[str, Depends(idempotency_key)]) -> AdjustOut:
     """A finance adjustment, idempotent by the ``Idempotency-Key`` header (per user)."""
     wallet = accounts.wallet(user_id, visible=principal.tenant_clause)
@@ -233,8 +233,8 @@ def adjust_wallet(user_id: str, body: AdjustIn, accounts: Accounts, principal: W
 
 
 @router.put("/users/{user_id}/wallet/overdraft", tags=["wallets"])
-def set_overdraft(user_id: str, body: OverdraftIn, accounts: Accounts,
-                  principal: WalletsWrite) -> WalletOut:
+def set_overdraft(user_id: str, body: OverdraftIn, principal: WalletsWrite,
+                  accounts: Accounts) -> WalletOut:
     """Set how far below zero the wallet may go (0: never)."""
     wallet = accounts.set_overdraft(user_id, body.limit, visible=principal.tenant_clause)
     return WalletOut.of(wallet, [], 1)
@@ -279,7 +279,7 @@ class CardOut(BaseModel):
 
 
 @router.get("/cards", tags=["cards"])
-def list_cards(accounts: Accounts, principal: CardsRead,
+def list_cards(principal: CardsRead, accounts: Accounts,
                user_id: Annotated[str | None, Query(max_length=40)] = None,
                status: str | None = None,
                number: Annotated[str | None, Query(max_length=20)] = None,
@@ -293,7 +293,7 @@ def list_cards(accounts: Accounts, principal: CardsRead,
 
 
 @router.post("/cards", status_code=201, tags=["cards"])
-def issue_card(body: CardIn, accounts: Accounts, principal: CardsWrite) -> CardOut:
+def issue_card(body: CardIn, principal: CardsWrite, accounts: Accounts) -> CardOut:
     """Register a card, optionally bound to a customer."""
     tenant = _tenant_for(principal, body.tenant_id)
     return CardOut.of(accounts.issue_card(tenant, body.physical_no, body.logical_no,
@@ -301,45 +301,45 @@ def issue_card(body: CardIn, accounts: Accounts, principal: CardsWrite) -> CardO
 
 
 @router.get("/cards/{card_id}", tags=["cards"])
-def get_card(card_id: str, accounts: Accounts, principal: CardsRead) -> CardOut:
+def get_card(card_id: str, principal: CardsRead, accounts: Accounts) -> CardOut:
     """One card."""
     return CardOut.of(accounts.get_card(card_id, visible=principal.tenant_clause))
 
 
 @router.delete("/cards/{card_id}", status_code=204, tags=["cards"])
-def delete_card(card_id: str, accounts: Accounts, principal: CardsWrite) -> None:
+def delete_card(card_id: str, principal: CardsWrite, accounts: Accounts) -> None:
     """Delete an unbound card."""
     accounts.delete_card(card_id, visible=principal.tenant_clause)
 
 
 @router.post("/cards/{card_id}/bind", tags=["cards"])
-def bind_card(card_id: str, body: BindIn, accounts: Accounts,
-              principal: CardsWrite) -> CardOut:
+def bind_card(card_id: str, body: BindIn, principal: CardsWrite,
+              accounts: Accounts) -> CardOut:
     """Bind the card to a customer."""
     return CardOut.of(accounts.bind_card(card_id, body.user_id,
                                          visible=principal.tenant_clause))
 
 
 @router.post("/cards/{card_id}/unbind", tags=["cards"])
-def unbind_card(card_id: str, accounts: Accounts, principal: CardsWrite) -> CardOut:
+def unbind_card(card_id: str, principal: CardsWrite, accounts: Accounts) -> CardOut:
     """Detach the card from its customer."""
     return CardOut.of(accounts.unbind_card(card_id, visible=principal.tenant_clause))
 
 
 @router.post("/cards/{card_id}/freeze", tags=["cards"])
-def freeze_card(card_id: str, accounts: Accounts, principal: CardsWrite) -> CardOut:
+def freeze_card(card_id: str, principal: CardsWrite, accounts: Accounts) -> CardOut:
     """Freeze the card."""
     return CardOut.of(accounts.freeze_card(card_id, visible=principal.tenant_clause))
 
 
 @router.post("/cards/{card_id}/unfreeze", tags=["cards"])
-def unfreeze_card(card_id: str, accounts: Accounts, principal: CardsWrite) -> CardOut:
+def unfreeze_card(card_id: str, principal: CardsWrite, accounts: Accounts) -> CardOut:
     """Make a frozen card active again."""
     return CardOut.of(accounts.unfreeze_card(card_id, visible=principal.tenant_clause))
 
 
 @router.post("/cards/{card_id}/lost", tags=["cards"])
-def report_lost(card_id: str, accounts: Accounts, principal: CardsWrite) -> CardOut:
+def report_lost(card_id: str, principal: CardsWrite, accounts: Accounts) -> CardOut:
     """Report the card lost (final)."""
     return CardOut.of(accounts.report_lost(card_id, visible=principal.tenant_clause))
 
@@ -395,7 +395,7 @@ class VehicleOut(BaseModel):
 
 
 @router.get("/vehicles", tags=["vehicles"])
-def list_vehicles(accounts: Accounts, principal: VehiclesRead,
+def list_vehicles(principal: VehiclesRead, accounts: Accounts,
                   user_id: Annotated[str | None, Query(max_length=40)] = None,
                   vin: Annotated[str | None, Query(max_length=20)] = None,
                   plate: Annotated[str | None, Query(max_length=20)] = None,
@@ -410,7 +410,7 @@ def list_vehicles(accounts: Accounts, principal: VehiclesRead,
 
 
 @router.post("/vehicles", status_code=201, tags=["vehicles"])
-def add_vehicle(body: VehicleIn, accounts: Accounts, principal: VehiclesWrite) -> VehicleOut:
+def add_vehicle(body: VehicleIn, principal: VehiclesWrite, accounts: Accounts) -> VehicleOut:
     """Register a customer's vehicle (unverified)."""
     return VehicleOut.of(accounts.add_vehicle(body.user_id, plate=body.plate, vin=body.vin,
                                               emaid=body.emaid, is_default=body.is_default,
@@ -418,14 +418,14 @@ def add_vehicle(body: VehicleIn, accounts: Accounts, principal: VehiclesWrite) -
 
 
 @router.get("/vehicles/{vehicle_id}", tags=["vehicles"])
-def get_vehicle(vehicle_id: str, accounts: Accounts, principal: VehiclesRead) -> VehicleOut:
+def get_vehicle(vehicle_id: str, principal: VehiclesRead, accounts: Accounts) -> VehicleOut:
     """One vehicle."""
     return VehicleOut.of(accounts.get_vehicle(vehicle_id, visible=principal.tenant_clause))
 
 
 @router.patch("/vehicles/{vehicle_id}", tags=["vehicles"])
-def update_vehicle(vehicle_id: str, body: VehiclePatch, accounts: Accounts,
-                   principal: VehiclesWrite) -> VehicleOut:
+def update_vehicle(vehicle_id: str, body: VehiclePatch, principal: VehiclesWrite,
+                   accounts: Accounts) -> VehicleOut:
     """Change plate, VIN, EMAID or the default flag (a new VIN/EMAID is unverified)."""
     given: dict[str, Any] = {k: getattr(body, k) for k in body.model_fields_set
                              if k in ("plate", "vin", "emaid")}
@@ -434,14 +434,14 @@ def update_vehicle(vehicle_id: str, body: VehiclePatch, accounts: Accounts,
 
 
 @router.delete("/vehicles/{vehicle_id}", status_code=204, tags=["vehicles"])
-def delete_vehicle(vehicle_id: str, accounts: Accounts, principal: VehiclesWrite) -> None:
+def delete_vehicle(vehicle_id: str, principal: VehiclesWrite, accounts: Accounts) -> None:
     """Remove a vehicle."""
     accounts.delete_vehicle(vehicle_id, visible=principal.tenant_clause)
 
 
 @router.post("/vehicles/{vehicle_id}/verify", tags=["vehicles"])
-def verify_vehicle(vehicle_id: str, body: VerifyIn, accounts: Accounts,
-                   principal: VehiclesWrite) -> VehicleOut:
+def verify_vehicle(vehicle_id: str, body: VerifyIn, principal: VehiclesWrite,
+                   accounts: Accounts) -> VehicleOut:
     """Mark the vehicle verified (VIN/EMAID starts then work) or not."""
     return VehicleOut.of(accounts.verify_vehicle(vehicle_id, body.verified,
                                                  visible=principal.tenant_clause))

@@ -117,7 +117,7 @@ class PaymentPage(BaseModel):
 
 
 @router.post("/payments/topups", status_code=201)
-def create_topup(body: TopupIn, payments: Payments, principal: WalletsWrite,
+def create_topup(body: TopupIn, principal: WalletsWrite, payments: Payments,
                  key: Key) -> PaymentOut:
     """Start a top-up: returns the payment with the QR code URL. Idempotent by the
     ``Idempotency-Key`` header (per user)."""
@@ -136,7 +136,7 @@ async def notify(provider: str, request: Request, payments: Payments) -> Respons
 
 
 @router.get("/payments")
-def list_payments(payments: Payments, principal: WalletsRead,
+def list_payments(principal: WalletsRead, payments: Payments,
                   user_id: Annotated[str | None, Query(max_length=40)] = None,
                   status: Annotated[str | None, Query(max_length=20)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -148,21 +148,21 @@ def list_payments(payments: Payments, principal: WalletsRead,
 
 
 @router.get("/payments/{payment_id}")
-def get_payment(payment_id: str, payments: Payments, principal: WalletsRead) -> PaymentOut:
+def get_payment(payment_id: str, principal: WalletsRead, payments: Payments) -> PaymentOut:
     """One payment with its refunds."""
     intent = payments.get(payment_id, visible=principal.tenant_clause)
     return PaymentOut.of(intent, payments.refunds(intent.id))
 
 
 @router.post("/payments/{payment_id}/sync")
-def sync_payment(payment_id: str, payments: Payments, principal: WalletsWrite) -> PaymentOut:
+def sync_payment(payment_id: str, principal: WalletsWrite, payments: Payments) -> PaymentOut:
     """Ask the provider about the payment (a notify that never came) and apply the answer."""
     return PaymentOut.of(payments.sync(payment_id, visible=principal.tenant_clause))
 
 
 @router.post("/payments/{payment_id}/refunds", status_code=201)
-def refund_payment(payment_id: str, body: RefundIn, payments: Payments,
-                   principal: WalletsWrite, key: Key) -> RefundOut:
+def refund_payment(payment_id: str, body: RefundIn, principal: WalletsWrite,
+                   payments: Payments, key: Key) -> RefundOut:
     """Refund (part of) the payment to the payer; the wallet is debited. Idempotent by the
     ``Idempotency-Key`` header (per payment)."""
     return RefundOut.of(payments.refund(payment_id, body.amount, key=key, reason=body.reason,
