@@ -81,6 +81,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from voltmesh.rules_cli import main as rules_main
+
+    return rules_main(args.rules_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (sub-commands)."""
     parser = argparse.ArgumentParser(prog="voltmesh", description=__doc__)
@@ -108,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--host", default="127.0.0.1")
     broker.add_argument("--port", type=int, default=1883)
     broker.set_defaults(func=cmd_broker)
+
+    # everything after "rules" (--help included: no prefix chars here) goes to voltmesh.rules_cli
+    rules = sub.add_parser("rules", add_help=False, prefix_chars="\x00",
+                           help="test rule files on recorded messages, record messages "
+                                "(voltmesh rules --help)")
+    rules.add_argument("rules_args", nargs=argparse.REMAINDER)
+    rules.set_defaults(func=cmd_rules)
     return parser
 
 
