@@ -40,6 +40,7 @@ from cloud.billing.tariff import edge_doc
 from cloud.catalog.models import Charger, Protocol
 from cloud.catalog.repo import Catalog
 from cloud.errors import CloudError
+from thingmodels.ids import now_ms
 
 log = logging.getLogger("voltmesh.cloud.catalog")
 
@@ -71,6 +72,13 @@ class Provisioning:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._parts: dict[str, Part] = {}
+        self._last_version = 0
+
+    def _next_version(self) -> int:
+        """Desired-state versions: ms since the epoch, strictly increasing in this process
+        (the edge keeps a document only when its version is newer than the one it holds)."""
+        self._last_version = max(now_ms(), self._last_version + 1)
+        return self._last_version
 
     def add_part(self, key: str, build: Part) -> None:
         """Contribute ``key`` to every gateway document (``build(gw)``; None leaves it out)."""
@@ -166,7 +174,8 @@ class Provisioning:
         result = PushResult(gw, "published", problems=problems)
         try:
             for product, device, doc in docs:
-                await publish_desired(gw, product, device, doc)
+                await publish_desired(gw, product, device,
+                                      {**doc, "version": self._next_version()})
                 result.documents.append(f"{product}/{device}")
         except (CloudError, OSError, ValueError) as exc:
             result.status, result.detail = "failed", f"{type(exc).__name__}: {exc}"

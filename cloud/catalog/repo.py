@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -565,7 +567,13 @@ class Catalog:
                 except TariffError as exc:
                     raise InvalidInput(f"tariff: the station has YKC chargers: {exc}") from None
             assert tariff.effective_from_ms is not None
-            for _ in range(5):
+            db.rollback()
+            for attempt in range(50):
+                # PostgreSQL: the station row lock serializes version numbers per station;
+                # SQLite (no row locks): a concurrent insert fails the unique constraint and
+                # the next number is tried
+                db.exec(select(StationRow.id).where(StationRow.id == station_id)
+                        .with_for_update()).first()
                 latest = db.exec(select(func.max(TariffRow.version))
                                  .where(TariffRow.station_id == station_id)).one()
                 row = TariffRow(
@@ -578,6 +586,7 @@ class Catalog:
                     db.commit()
                 except IntegrityError:  # a concurrent version: take the next number
                     db.rollback()
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
                     continue
                 return tariff_value(row)
         raise Conflict("could not allocate a tariff version")  # pragma: no cover
