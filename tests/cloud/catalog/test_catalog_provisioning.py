@@ -21,8 +21,14 @@ from cloud.registry import make_engine
 from cloud.service import CloudService
 from edge.adapters.ocpp import OcppAdapter, password_hash
 from edge.adapters.ykc import YkcAdapter
-from edge.config import AdaptersConfig, GatewayConfig, MqttConfig, OcppConfig, OutboxConfig
-from edge.config import YkcConfig
+from edge.config import (
+    AdaptersConfig,
+    GatewayConfig,
+    MqttConfig,
+    OcppConfig,
+    OutboxConfig,
+    YkcConfig,
+)
 from edge.runtime import EdgeGateway
 from tests.support.net import eventually
 
@@ -186,7 +192,7 @@ async def test_a_real_gateway_admits_provisioned_chargers_and_runs_the_tariff(
         assert [r.status for r in result] == ["published"]
         await eventually(lambda: ykc.provisioned(PILE_A) and ocpp.provisioned("CP-7"),
                          timeout=30)
-        assert ocpp._entry("CP-7")["password_sha256"] == password_hash("s3cret-pass")  # noqa: SLF001
+        assert ocpp._entry("CP-7")["password_sha256"] == password_hash("s3cret-pass")
         await eventually(lambda: gateway.ctx.desired("charger", PILE_A) is not None, timeout=30)
         model = ykc.model_for(PILE_A)
         assert model is not None

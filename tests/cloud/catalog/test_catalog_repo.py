@@ -195,7 +195,7 @@ def test_concurrent_tariff_versions_get_distinct_numbers(catalog: Catalog) -> No
         try:
             for _ in range(3):
                 catalog.create_tariff(s.id, YKC_DOC)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=create) for _ in range(4)]
