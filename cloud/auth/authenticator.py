@@ -14,13 +14,17 @@ Failures are 401 with a ``WWW-Authenticate`` challenge and the body ``{"error", 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.auth import apikeys
 from cloud.auth.errors import NotAuthenticated
 from cloud.auth.principal import API_KEY_HEADER, AuthProblem, Principal, unauthorized
 from cloud.auth.service import AuthService
+
+log = logging.getLogger("voltmesh.cloud.auth")
 
 
 class JwtAuthenticator:
@@ -62,6 +66,11 @@ class JwtAuthenticator:
         except NotAuthenticated as exc:
             raise unauthorized(str(exc), scheme="ApiKey" if kind == "apikey" else "Bearer",
                                error=exc.code, invalid=True) from None
+        except SQLAlchemyError as exc:
+            log.warning("authentication failed on the database: %s", exc)
+            raise AuthProblem(503, "store_unavailable",
+                              "credentials cannot be checked now (database unavailable)",
+                              headers={"Retry-After": "5"}) from None
         request.state.principal = principal
         return principal
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
 from sqlalchemy.engine import Engine
 
 from cloud.auth.principal import ROLE_SCOPES, CurrentPrincipal, Principal, Role, require
@@ -103,6 +103,15 @@ async def test_login_ok_and_me(client: httpx.AsyncClient, world: Tenancy) -> Non
     assert data["tenant_id"] == world.a and data["tenant_kind"] == "operator"
     assert data["role"] == "finance" and set(data["scopes"]) == ROLE_SCOPES[Role.FINANCE]
     assert data["visible_tenants"] == sorted([world.a, world.agent_a])
+    # what Swagger UI (/docs) sends for the password flow
+    swagger = await client.post("/api/v1/auth/token", data={
+        "grant_type": "password", "username": user.username, "password": user.password,
+        "scope": ""})
+    assert swagger.status_code == 200, swagger.text
+    wrong_grant = await client.post("/api/v1/auth/token", data={
+        "grant_type": "client_credentials", "username": user.username,
+        "password": user.password})
+    assert wrong_grant.status_code == 422
     admin = await client.get("/api/v1/auth/me", headers=world.headers("platform",
                                                                        Role.PLATFORM_ADMIN))
     assert admin.json()["visible_tenants"] is None
@@ -360,3 +369,14 @@ async def test_openapi_declares_security_schemes(client: httpx.AsyncClient) -> N
     assert "security" not in spec["paths"]["/api/v1/auth/token"]["post"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_database_failure_is_503_not_401(client: httpx.AsyncClient, world: Tenancy,
+                                               engine: Engine) -> None:
+    headers = world.headers("A", Role.READ_ONLY)
+    assert (await client.get("/api/v1/whoami", headers=headers)).status_code == 200
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE auth_revision"))
+    r = await client.get("/api/v1/whoami", headers=headers)
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+    assert r.headers["Retry-After"] == "5"
