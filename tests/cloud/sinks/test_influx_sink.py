@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 from prometheus_client import CollectorRegistry
 
 from cloud.actions import Action, AlarmSignal, Lane, WritePoint
@@ -77,6 +81,39 @@ def test_non_finite_fields_are_left_out_and_a_point_without_fields_is_invalid() 
     ):
         with pytest.raises(ValueError):
             line_of(bad)
+
+
+names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1,
+                max_size=12)
+plain = st.text(st.characters(codec="utf-8", exclude_characters="\x00\n\r"), max_size=12)
+values = st.one_of(st.booleans(), st.integers(-(2**53), 2**53),
+                   st.floats(allow_nan=True, allow_infinity=True), plain,
+                   st.decimals(places=4, allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(measurement=names.filter(lambda m: not m.startswith("#")),
+       tags=st.dictionaries(names, plain, max_size=4),
+       fields=st.dictionaries(names, values, min_size=1, max_size=5),
+       ts=st.integers(0, 2**62))
+def test_line_protocol_is_what_influxdb_client_point_writes(
+        measurement: str, tags: dict[str, str], fields: dict[str, Any], ts: int) -> None:
+    wp = WritePoint(rule="r", key="k", measurement=measurement, tags=tags, fields=fields,
+                    ts_ms=ts)
+    reference: Any = Point(measurement)
+    for name, tag in tags.items():
+        reference.tag(name, tag)
+    for name, value in fields.items():  # ints and decimals go out as floats
+        as_float = float(value) if isinstance(value, int | Decimal) and \
+            not isinstance(value, bool) else value
+        reference.field(name, as_float)
+    reference.time(ts, WritePrecision.MS)
+    expected = reference.to_line_protocol()
+    if not expected:
+        with pytest.raises(ValueError):
+            line_of(wp)
+    else:
+        assert line_of(wp) == expected
 
 
 # -- against a real server -------------------------------------------------------------------
