@@ -703,7 +703,8 @@ class Catalog:
         at = self.clock() if at_ms is None else at_ms
         changed = []
         with self._session() as db:
-            query = select(StationRow)
+            query = select(StationRow).where(
+                col(StationRow.id).in_(select(TariffRow.station_id).distinct()))
             if station_ids is not None:
                 query = query.where(col(StationRow.id).in_(list(station_ids)))
             stations = list(db.exec(query))
