@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.auth.errors import AuthError, NotAuthenticated
+from cloud.auth.errors import AuthError, NotAuthenticated, TooManyAttempts
 from cloud.auth.principal import AuthProblem, CurrentPrincipal, Principal, require, unauthorized
 from cloud.auth.service import AuthService
 from cloud.auth.views import ApiKeyView, IssuedApiKey, Me, StaffView, TenantView
@@ -153,7 +153,8 @@ Offset = Annotated[int, Query(ge=0)]
 # -- login ---------------------------------------------------------------------------------
 
 @router.post("/auth/token", response_model=TokenOut, tags=["auth"],
-             responses={401: {"description": "wrong username or password, or user disabled"}})
+             responses={401: {"description": "wrong username or password, or user disabled"},
+                        429: {"description": "too many failed logins for this username"}})
 def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth,
           response: Response) -> TokenOut:
     """OAuth2 password flow: form fields ``username`` and ``password`` -> a bearer JWT."""
@@ -161,6 +162,9 @@ def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth,
         token, _user = auth.login(form.username, form.password)
     except NotAuthenticated as exc:
         raise unauthorized(str(exc), error="invalid_grant") from None
+    except TooManyAttempts as exc:
+        raise AuthProblem(exc.status, exc.code, str(exc),
+                          headers={"Retry-After": str(exc.retry_after)}) from None
     response.headers["Cache-Control"] = "no-store"
     return TokenOut(access_token=token.token, expires_in=token.expires_in)
 

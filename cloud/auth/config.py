@@ -78,6 +78,10 @@ class AuthConfig(Strict):
     cache_max_age: float = Field(default=30.0, ge=0, le=3600)
     #: last_used of an API key is written at most this often (seconds), not on every request
     last_used_interval: float = Field(default=60.0, ge=0)
+    #: wrong passwords for one username within ``login_failure_window`` seconds before its
+    #: logins are refused (429) until the oldest failure is that old; 0: no limit
+    login_max_failures: int = Field(default=10, ge=0, le=1000)
+    login_failure_window: float = Field(default=300.0, gt=0, le=86400)
 
     def with_env(self, environ: Mapping[str, str] | None = None) -> AuthConfig:
         """A copy with the environment overrides applied (``os.environ`` by default)."""

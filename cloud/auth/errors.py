@@ -11,7 +11,8 @@
         │   └── AccountDisabled   right password, but the user or its tenant is not active            401
         ├── PermissionDenied      authenticated, but not allowed to do this                            403
         ├── NotFound              no such row, or not visible to the caller                            404
-        └── Conflict              duplicate name, idempotency key reuse, tenant still has children     409
+        ├── Conflict              duplicate name, idempotency key reuse, tenant still has children     409
+        └── TooManyAttempts       too many failed logins for a username                                429
 
 Each class carries the HTTP ``status`` and a short machine-readable ``code`` for the
 ``{"error": code, "detail": message}`` body of the API.
@@ -74,3 +75,14 @@ class Conflict(AuthError):
 
     status = 409
     code = "conflict"
+
+
+class TooManyAttempts(AuthError):
+    """Too many failed logins for this username; ``retry_after`` seconds to wait."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

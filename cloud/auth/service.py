@@ -55,6 +55,7 @@ from cloud.auth.models import (
 )
 from cloud.auth.passwords import Passwords
 from cloud.auth.principal import ROLE_SCOPES, SCOPES, Principal, Role
+from cloud.auth.throttle import LoginThrottle
 from cloud.auth.tokens import IssuedToken, TokenCodec
 from cloud.auth.tree import TenantNode, TenantTree
 from cloud.auth.views import ApiKeyView, IssuedApiKey, Me, StaffView, TenantView
@@ -170,6 +171,8 @@ class AuthService:
         self.engine = engine
         self.tokens = TokenCodec(self.config)  # refuses the example secret outside dev mode
         self.passwords = Passwords(self.config.password_hash)
+        self.throttle = LoginThrottle(self.config.login_max_failures,
+                                      self.config.login_failure_window)
         SQLModel.metadata.create_all(engine, tables=AUTH_TABLES)
         self._ensure_revision_row()
         self._lock = threading.Lock()
@@ -534,14 +537,18 @@ class AuthService:
         """Check a password and issue an access token.
 
         Unknown users cost the same time as known ones; a disabled user or a user of an
-        inactive tenant is told so only after the right password.
+        inactive tenant is told so only after the right password. Too many wrong passwords for
+        a username raise :class:`TooManyAttempts` (see :mod:`cloud.auth.throttle`).
         """
         username = normalize_username(username)
+        self.throttle.check(username)
         with self._session() as db:
             row = db.exec(select(StaffUser).where(StaffUser.username == username)).first()
         ok = self.passwords.verify(row.password_hash if row else None, password)
         if row is None or not ok:
+            self.throttle.failed(username)
             raise NotAuthenticated("incorrect username or password")
+        self.throttle.succeeded(username)
         if row.disabled:
             raise AccountDisabled("this user is disabled")
         blocked = self._current().tree.active(row.tenant_id)
