@@ -39,7 +39,6 @@ from cloud.billing.errors import TariffError
 from cloud.billing.tariff import edge_doc
 from cloud.catalog.models import Charger, Protocol
 from cloud.catalog.repo import Catalog
-from cloud.errors import CloudError
 from thingmodels.ids import now_ms
 
 log = logging.getLogger("voltmesh.cloud.catalog")
@@ -69,8 +68,9 @@ class PushResult:
 class Provisioning:
     """Builds and pushes desired-state documents from the catalogue."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, publish_timeout: float = 10.0) -> None:
         self.catalog = catalog
+        self.publish_timeout = publish_timeout
         self._parts: dict[str, Part] = {}
         self._last_version = 0
 
@@ -174,10 +174,11 @@ class Provisioning:
         result = PushResult(gw, "published", problems=problems)
         try:
             for product, device, doc in docs:
-                await publish_desired(gw, product, device,
-                                      {**doc, "version": self._next_version()})
+                async with asyncio.timeout(self.publish_timeout):
+                    await publish_desired(gw, product, device,
+                                          {**doc, "version": self._next_version()})
                 result.documents.append(f"{product}/{device}")
-        except (CloudError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the change is stored; the push is retried
             result.status, result.detail = "failed", f"{type(exc).__name__}: {exc}"
             log.warning("desired-state push to %s failed: %s", gw, exc)
             await asyncio.to_thread(self.catalog.mark_pushed, gw, generation,

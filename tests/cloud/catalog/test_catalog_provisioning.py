@@ -212,3 +212,34 @@ async def test_a_real_gateway_admits_provisioned_chargers_and_runs_the_tariff(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_the_loop_retries_until_the_broker_takes_the_push(engine: Engine) -> None:
+    catalog = Catalog(engine)
+    provisioning = Provisioning(catalog, publish_timeout=0.2)
+    station = catalog.create_station(tenant_id="A", name="S", lat=31.2, lon=121.4)
+    catalog.register_charger(station_id=station.id, gateway_id="gw1", device_id="CP-1",
+                             protocol="ocpp16", kind="ac", rated_kw="7")
+    calls = 0
+    published: list[str] = []
+    never = asyncio.Event()
+
+    async def flaky(gw: str, product: str, device: str, doc: dict[str, Any]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await never.wait()  # a broker that never acknowledges: the timeout ends it
+        if calls == 2:
+            raise RuntimeError("connection reset")
+        published.append(f"{product}/{device}")
+        return int(doc["version"])
+
+    first = await provisioning.push("gw1", flaky)
+    assert first.status == "failed" and "TimeoutError" in str(first.detail)
+    loop = asyncio.create_task(provisioning.run(flaky, interval=0.05))
+    try:
+        await eventually(lambda: catalog.dirty_gateways() == [], timeout=30)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert calls >= 3 and published[0] == "gateway/gw1"
