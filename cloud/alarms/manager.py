@@ -2,11 +2,12 @@
 
 Every method except :meth:`AlarmManager.handle` and :meth:`AlarmManager.run` is synchronous
 and blocks on the database: call it from a worker thread (``asyncio.to_thread``), like the
-registry. Each dedupe key is processed in its own short transaction that first locks the key's
-``alarm_key`` row (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so
-any number of workers (and threads) may process signals of the same device at the same time;
-the partial unique index on ``alarm(dedupe)`` guarantees one live alarm per key whatever
-happens. The state machine itself is :mod:`cloud.alarms.lifecycle`.
+registry. A batch is one transaction (per 500 dedupe keys) that first locks the keys'
+``alarm_key`` rows in key order (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE``
+on SQLite), so any number of workers (and threads) may process signals of the same devices at
+the same time without deadlocks; the partial unique index on ``alarm(dedupe)`` guarantees one
+live alarm per key whatever happens. Sweeps and operator actions lock one key each. The state
+machine itself is :mod:`cloud.alarms.lifecycle`.
 
 After a transaction has committed, each transition of an alarm that was raised is
 
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import and_, delete, func, insert, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -65,6 +66,7 @@ EmitPoint = Callable[[WritePoint], Any]
 Visible = Callable[[str | None], bool]
 
 _ATTEMPTS = 6
+_CHUNK = 500  # dedupe keys per transaction
 DAY_MS = 86_400_000
 
 
@@ -308,9 +310,7 @@ class AlarmManager:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _lock_key(self, db: Session, dedupe: str) -> AlarmKeyRow:
-        insert = sqlite_insert if self._sqlite else pg_insert
-        db.connection().execute(insert(AlarmKeyRow).values(dedupe=dedupe)
-                                .on_conflict_do_nothing(index_elements=["dedupe"]))
+        self._insert_keys(db, [dedupe])
         query = select(AlarmKeyRow).where(AlarmKeyRow.dedupe == dedupe) \
             .execution_options(populate_existing=True)
         if not self._sqlite:
@@ -318,8 +318,8 @@ class AlarmManager:
         return db.exec(query).one()
 
     def _first_time(self, db: Session, key: str, now: int) -> bool:
-        insert = sqlite_insert if self._sqlite else pg_insert
-        result = db.connection().execute(insert(AlarmSeenRow).values(key=key, seen_ms=now)
+        upsert = sqlite_insert if self._sqlite else pg_insert
+        result = db.connection().execute(upsert(AlarmSeenRow).values(key=key, seen_ms=now)
                                          .on_conflict_do_nothing(index_elements=["key"])
                                          .returning(col(AlarmSeenRow.key)))
         return result.first() is not None
@@ -334,29 +334,34 @@ class AlarmManager:
                        .order_by(col(AlarmEventRow.revision), col(AlarmEventRow.id))).all()
         return tuple(HistoryEntry.of(r) for r in rows)
 
-    def _persist(self, db: Session, key: AlarmKeyRow, out: Outcome) -> list[Transition]:
+    def _persist(self, db: Session, key: AlarmKeyRow, out: Outcome,
+                 events: list[dict[str, Any]] | None = None) -> list[Transition]:
+        """Stage what ``out`` changed; history rows go to ``events`` (written now if None)."""
         for row in out.discarded:
-            db.execute(delete(AlarmEventRow).where(col(AlarmEventRow.alarm_id) == row.id))
+            db.connection().execute(delete(AlarmEventRow)
+                                    .where(col(AlarmEventRow.alarm_id) == row.id))
             db.delete(row)
-        touched = {id(r): r for r, _ in out.steps}
-        touched.update({id(r): r for r in out.closed})
-        new = out.row if out.created else None
-        for row in touched.values():
-            if row is not new:
-                db.add(row)
-        db.flush()  # a closed alarm frees its key before a new one takes it
-        if new is not None:
-            db.add(new)
-        elif out.row is not None:
-            db.add(out.row)
+        if out.created and out.discarded:
+            # a flush runs UPDATEs before INSERTs (a closed alarm frees its key in time), but
+            # DELETEs after them: the discarded pending alarm must go first
+            db.flush()
+        rows = {id(r): r for r, _ in out.steps}
+        rows.update({id(r): r for r in out.closed})
+        if out.row is not None:
+            rows[id(out.row)] = out.row
+        for row in rows.values():
+            db.add(row)
         key.alarm_id = out.row.id if out.row is not None else None
         db.add(key)
-        for row, step in out.steps:
-            db.add(AlarmEventRow(alarm_id=row.id, revision=step.revision, ts_ms=step.ts_ms,
-                                 event=step.event, from_state=step.from_state,
-                                 to_state=step.to_state, actor=step.actor, note=step.note,
-                                 value=step.value))
-        db.flush()
+        history = [{"alarm_id": row.id, "revision": step.revision, "ts_ms": step.ts_ms,
+                    "event": step.event.value,
+                    "from_state": step.from_state.value if step.from_state else None,
+                    "to_state": step.to_state.value, "actor": step.actor, "note": step.note,
+                    "value": step.value} for row, step in out.steps]
+        if events is None:
+            self._write_events(db, history)
+        else:
+            events.extend(history)
         return [_transition(step) for _, step in out.steps if _notifiable(step)]
 
     # -- signal processing ------------------------------------------------------------------
@@ -376,43 +381,89 @@ class AlarmManager:
                 continue
             groups.setdefault(signal.dedupe, []).append(signal)
         if rejected:
-            self._retry(lambda: self._reject(rejected))
+            self._retry(functools.partial(self._reject, rejected))
         transitions: list[Transition] = []
-        for dedupe, signals in groups.items():
-            signals.sort(key=lambda s: s.ts_ms)  # stable: same ts keeps the batch order
-            transitions += self._retry(functools.partial(self._apply, dedupe, signals))
+        dedupes = sorted(groups)
+        for i in range(0, len(dedupes), _CHUNK):
+            chunk = {d: groups[d] for d in dedupes[i:i + _CHUNK]}
+            # the lock rows exist before the transaction that locks them (in key order)
+            self._retry(functools.partial(self._ensure_keys, list(chunk)))
+            transitions += self._retry(functools.partial(self._apply, chunk))
         return transitions
 
     def _reject(self, rejected: list[tuple[Action, str]]) -> None:
         now = self.clock()
+        stored = 0
         with self._tx() as db:
             for signal, reason in rejected:
                 if not self._first_time(db, f"rejected:{signal.key}"[:512], now):
                     continue
                 log.error("alarm signal rejected: %s", reason)
-                self.metrics.signals.labels(outcome="rejected").inc()
+                stored += 1
                 db.add(AlarmRejectedRow(key=str(signal.key)[:512], rule=str(signal.rule)[:128],
                                         received_ms=now, reason=reason,
                                         signal=lifecycle.jsonable(asdict(signal))))
+        self.metrics.signals.labels(outcome="rejected").inc(stored)
 
-    def _apply(self, dedupe: str, signals: list[AlarmSignal]) -> list[Transition]:
-        now = self.clock()
+    def _write_events(self, db: Session, events: list[dict[str, Any]]) -> None:
+        if events:
+            db.connection().execute(insert(AlarmEventRow.__table__), events)  # type: ignore[attr-defined]
+
+    def _ensure_keys(self, dedupes: list[str]) -> None:
         with self._tx() as db:
-            key = self._lock_key(db, dedupe)
-            fresh = [s for s in signals if self._first_time(db, s.key, now)]
-            if not fresh:
-                duplicates, transitions, stale = len(signals), [], 0
-            else:
-                out = Outcome(row=self._live(db, dedupe))
-                for signal in fresh:
-                    lifecycle.apply_signal(out.row, key, signal, out, new_id=new_id,
+            self._insert_keys(db, dedupes)
+
+    def _insert_keys(self, db: Session, dedupes: list[str]) -> None:
+        upsert = sqlite_insert if self._sqlite else pg_insert
+        db.connection().execute(upsert(AlarmKeyRow).values([{"dedupe": d} for d in dedupes])
+                                .on_conflict_do_nothing(index_elements=["dedupe"]))
+
+    def _apply(self, groups: dict[str, list[AlarmSignal]]) -> list[Transition]:
+        """One transaction for many keys: locks them in key order (no deadlock between workers)."""
+        now = self.clock()
+        dedupes = sorted(groups)
+        with self._tx() as db:
+            self._insert_keys(db, dedupes)  # normally a no-op: _ensure_keys made them
+            query = select(AlarmKeyRow).where(col(AlarmKeyRow.dedupe).in_(dedupes)) \
+                .order_by(col(AlarmKeyRow.dedupe)).execution_options(populate_existing=True)
+            if not self._sqlite:
+                query = query.with_for_update()
+            keys = {k.dedupe: k for k in db.exec(query)}
+            # each action key once: already processed ones (and repeats in this batch) drop out
+            unique: dict[str, AlarmSignal] = {}
+            for dedupe in dedupes:
+                for signal in groups[dedupe]:
+                    unique.setdefault(signal.key, signal)
+            upsert = sqlite_insert if self._sqlite else pg_insert
+            fresh = set(db.connection().execute(
+                upsert(AlarmSeenRow).values([{"key": k, "seen_ms": now} for k in unique])
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(col(AlarmSeenRow.key))).scalars())
+            live = {r.dedupe: r for r in db.exec(
+                select(AlarmRow).where(col(AlarmRow.dedupe).in_(dedupes),
+                                       AlarmRow.state != State.CLOSED)
+                .execution_options(populate_existing=True))}
+            transitions: list[Transition] = []
+            events: list[dict[str, Any]] = []
+            stale = 0
+            for dedupe in dedupes:
+                signals = [s for s in groups[dedupe] if unique.get(s.key) is s and s.key in fresh]
+                if not signals:
+                    continue
+                signals.sort(key=lambda s: s.ts_ms)  # stable: the same ts keeps batch order
+                out = Outcome(row=live.get(dedupe))
+                for signal in signals:
+                    lifecycle.apply_signal(out.row, keys[dedupe], signal, out, new_id=new_id,
                                            tenant_of=self.tenant_of)
-                transitions = self._persist(db, key, out)
-                duplicates, stale = len(signals) - len(fresh), out.stale
+                transitions += self._persist(db, keys[dedupe], out, events)
+                stale += out.stale
+            db.flush()
+            self._write_events(db, events)
         # counted once committed
-        self.metrics.signals.labels(outcome="processed").inc(len(signals) - duplicates)
-        if duplicates:
-            self.metrics.signals.labels(outcome="duplicate").inc(duplicates)
+        total = sum(len(g) for g in groups.values())
+        self.metrics.signals.labels(outcome="processed").inc(len(fresh))
+        if total > len(fresh):
+            self.metrics.signals.labels(outcome="duplicate").inc(total - len(fresh))
         if stale:
             self.metrics.signals.labels(outcome="stale").inc(stale)
         for t in transitions:

@@ -30,9 +30,9 @@ def two_engines(db_url: str) -> Iterator[tuple[Engine, Engine]]:
     b.dispose()
 
 
-def run_workers(managers: list[AlarmManager],
-                shares: list[list[AlarmSignal]]) -> list[Transition]:
-    """Each manager processes its share, one signal per call, all starting together."""
+def run_workers(managers: list[AlarmManager], shares: list[list[AlarmSignal]],
+                batch: int = 1) -> list[Transition]:
+    """Each manager processes its share, ``batch`` signals per call, all starting together."""
     start = threading.Barrier(len(managers))
     results: list[list[Transition]] = [[] for _ in managers]
     errors: list[BaseException] = []
@@ -40,8 +40,9 @@ def run_workers(managers: list[AlarmManager],
     def work(i: int) -> None:
         try:
             start.wait(timeout=30)
-            for s in shares[i]:
-                results[i] += managers[i].process([s])
+            share = shares[i]
+            for at in range(0, len(share), batch):
+                results[i] += managers[i].process(share[at:at + batch])
         except BaseException as exc:
             errors.append(exc)
 
@@ -60,8 +61,9 @@ def alarm_rows(engine: Engine, device: str) -> list[AlarmRow]:
         return list(db.exec(select(AlarmRow).where(AlarmRow.device == device)))
 
 
+@pytest.mark.parametrize("batch", [1, 7])
 def test_interleaved_raises_on_two_workers_make_one_alarm(
-        two_engines: tuple[Engine, Engine]) -> None:
+        two_engines: tuple[Engine, Engine], batch: int) -> None:
     managers = [AlarmManager(e, sweep_grace_ms=0) for e in two_engines]
     n = 60
     signals = {d: [signal(True, 1_000 + i * 100, device=d, debounce_ms=500, value=i)
@@ -74,7 +76,9 @@ def test_interleaved_raises_on_two_workers_make_one_alarm(
             shares[i % 2].append(signals[d][i])
             if i < 10:
                 shares[(i + 1) % 2].append(signals[d][i])
-    transitions = run_workers(managers, shares)
+    if batch > 1:  # batches lock several devices at once, in opposite orders on each worker
+        shares[1].reverse()
+    transitions = run_workers(managers, shares, batch)
 
     raised = [t for t in transitions if t.event is Event.RAISED]
     assert sorted(t.alarm.device for t in raised) == DEVICES  # one raise per device, no twin

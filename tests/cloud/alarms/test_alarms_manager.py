@@ -170,6 +170,28 @@ def test_acknowledge_then_clear_closes_and_a_new_raise_is_a_new_alarm(
     assert rec.actives() == [("major", 1), ("major", 1), ("major", 0), ("major", 1)]
 
 
+def test_one_batch_can_close_an_alarm_and_start_the_next(manager: AlarmManager) -> None:
+    manager.process([signal(True, 1_000)])
+    first = only_alarm(manager)
+    manager.acknowledge(first.id, "user:ana")
+    # in one batch: the acknowledged alarm clears (closed, key freed), then a new raise
+    events = manager.process([signal(True, 6_000, value="again"), signal(False, 5_000)])
+    assert [(t.event, t.alarm.state) for t in events] == [
+        (Event.CLEARED, State.CLOSED), (Event.RAISED, State.OPEN)]
+    assert events[1].alarm.id != first.id and events[1].alarm.last_value == "again"
+    assert manager.list_alarms().total == 2
+
+
+def test_many_devices_in_one_batch(manager: AlarmManager) -> None:
+    batch = [signal(True, 1_000 + i, device=f"c{i:04d}") for i in range(1_200)]
+    batch += [signal(False, 5_000, device=f"c{i:04d}") for i in range(0, 1_200, 2)]
+    transitions = manager.process(batch + batch[:10])  # with some repeats
+    assert len([t for t in transitions if t.event is Event.RAISED]) == 1_200
+    assert len([t for t in transitions if t.event is Event.CLEARED]) == 600
+    assert manager.list_alarms(AlarmFilter(states=frozenset({State.OPEN}))).total == 600
+    assert manager.metrics.signals.labels(outcome="duplicate")._value.get() == 10
+
+
 def test_clear_then_acknowledge_closes(manager: AlarmManager) -> None:
     manager.process([signal(True, 1_000), signal(False, 2_000)])
     alarm = only_alarm(manager)
