@@ -696,6 +696,21 @@ class Catalog:
             return sorted(set(db.exec(select(ChargerRow.gateway_id)
                                       .where(ChargerRow.station_id == station_id))))
 
+    def gateway_tenants(self, gw: str) -> list[str]:
+        """Tenants whose chargers sit behind a gateway (e.g. whose cards it must know)."""
+        with self._session() as db:
+            return sorted(set(db.exec(select(ChargerRow.tenant_id)
+                                      .where(ChargerRow.gateway_id == gw))))
+
+    def gateways_of_tenants(self, tenants: Iterable[str]) -> list[str]:
+        """Gateways serving chargers of these tenants (to mark after e.g. a card change)."""
+        wanted = sorted(set(tenants))
+        if not wanted:
+            return []
+        with self._session() as db:
+            return sorted(set(db.exec(select(ChargerRow.gateway_id)
+                                      .where(col(ChargerRow.tenant_id).in_(wanted)))))
+
     def refresh_tariffs(self, at_ms: int | None = None,
                         station_ids: Iterable[str] | None = None) -> list[str]:
         """Stations whose tariff in force changed since it was last announced: their gateways

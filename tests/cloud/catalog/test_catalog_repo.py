@@ -314,7 +314,18 @@ def test_update_and_delete_chargers_mark_the_gateway(catalog: Catalog) -> None:
     catalog.mark_pushed("gw1", 2)
     catalog.mark_pushed("gw1", 1)
     assert catalog.sync_state("gw1") == (2, 2)
+    other = catalog.create_station(tenant_id="B", name="B", lat=31.2, lon=121.4)
+    catalog.register_charger(station_id=other.id, gateway_id="gw1", device_id="CPB",
+                             protocol="ocpp16", kind="ac", rated_kw="7")
+    catalog.register_charger(station_id=other.id, gateway_id="gw3", device_id="CPC",
+                             protocol="ocpp16", kind="ac", rated_kw="7")
+    assert catalog.gateway_tenants("gw1") == ["A", "B"]
+    assert catalog.gateways_of_tenants(["B"]) == ["gw1", "gw3"]
+    assert catalog.gateways_of_tenants([]) == [] and catalog.gateway_tenants("gw9") == []
+    catalog.mark_changed(["gw1", "gw3"], "B")
+    assert catalog.dirty_gateways() == ["gw1", "gw3"]
+    catalog.mark_pushed("gw1", catalog.sync_state("gw1")[0])
+    catalog.mark_pushed("gw3", catalog.sync_state("gw3")[0])
     removed = catalog.delete_charger(ch.id)
     assert removed.id == ch.id and catalog.resolve_connector("gw1", "CP1-1") is None
     assert catalog.dirty_gateways() == ["gw1"]
-    catalog.delete_station(s.id)
