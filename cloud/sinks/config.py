@@ -101,8 +101,9 @@ class InfluxConfig(Strict):
     """The InfluxDB v2 write API (InfluxDB 2.x/3.x, or VictoriaMetrics for development)."""
 
     url: str = "http://127.0.0.1:8086"
-    #: API token (InfluxDB 2: ``Token``; VictoriaMetrics ignores it)
-    token: str = ""
+    #: API token (sent as ``Authorization: Token ...``; VictoriaMetrics ignores it); kept out
+    #: of the config's repr so it does not end up in logs
+    token: str = Field(default="", repr=False)
     org: str = "voltmesh"
     bucket: str = "voltmesh"
     #: points per write request
