@@ -91,10 +91,16 @@ def operating_mode(value: str | OperatingMode) -> OperatingMode:
                            f"{[m.value for m in OperatingMode]}") from None
 
 
+#: the catalogue's charger ``kind`` (networked chargers): ``dc`` / ``ac``
+_KIND_ALIASES = {"dc": ChargerType.DC_NETWORKED, "ac": ChargerType.AC_NETWORKED}
+
+
 def charger_type(value: str | ChargerType | None) -> ChargerType | None:
-    """Parse a charger type (None stays None)."""
+    """Parse a charger type (None stays None; the catalogue's ``dc``/``ac`` mean networked)."""
     if value is None:
         return None
+    if isinstance(value, str) and value in _KIND_ALIASES:
+        return _KIND_ALIASES[value]
     try:
         return ChargerType(value)
     except ValueError:

@@ -77,6 +77,8 @@ log = logging.getLogger("voltmesh.accounts")
 WalletRef = str | User | Wallet
 #: ``Principal.tenant_clause``: column -> WHERE clause restricting rows to visible tenants
 TenantFilter = Callable[[Any], Any]
+#: ``(tenant_id, what)`` after a change of cards, vehicles or user states
+ChangeListener = Callable[[str, str], None]
 
 _T = TypeVar("_T", bound=SQLModel)
 _UNSET: Any = object()
@@ -145,7 +147,21 @@ class AccountService:
         self.engine = engine
         self.config = config or AccountsConfig()
         self.clock = clock
+        self._listeners: list[ChangeListener] = []
         SQLModel.metadata.create_all(engine, tables=TABLES)
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener(tenant_id, what)`` after a committed change that alters the tenant's
+        offline card lists (``what``: card, vehicle, user), e.g. to push the gateways' desired
+        documents again. A failing listener is logged; the change stays committed."""
+        self._listeners.append(listener)
+
+    def _changed(self, tenant_id: str, what: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(tenant_id, what)
+            except Exception:
+                log.exception("accounts change listener %r failed", listener)
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -262,7 +278,9 @@ class AccountService:
                 db.commit()
             except IntegrityError:
                 raise Conflict(f"phone {user.phone} is taken") from None
-            return user
+        if status is not None:
+            self._changed(user.tenant_id, "user")
+        return user
 
     def close_user(self, user_id: str, *, visible: TenantFilter | None = None) -> User:
         """Close a customer (balance must be zero; the history stays)."""
@@ -520,7 +538,9 @@ class AccountService:
                 db.commit()
             except IntegrityError:
                 raise Conflict(f"card {physical} / {logical} is taken in {tenant}") from None
-            return card
+        if card.user_id is not None:
+            self._changed(card.tenant_id, "card")
+        return card
 
     def _bindable_user(self, db: Session, tenant: str, user_id: str) -> User:
         user = db.get(User, user_id)
@@ -600,7 +620,8 @@ class AccountService:
             card.updated_ms = self.clock()
             db.add(card)
             db.commit()
-            return card
+        self._changed(card.tenant_id, "card")
+        return card
 
     def bind_card(self, card_id: str, user_id: str, *,
                   visible: TenantFilter | None = None) -> Card:
@@ -653,6 +674,7 @@ class AccountService:
                 raise StateError(f"card {card.id} is bound to {card.user_id}: unbind it first")
             db.delete(card)
             db.commit()
+        self._changed(card.tenant_id, "card")
 
     # -- vehicles --------------------------------------------------------------------------
 
@@ -680,7 +702,8 @@ class AccountService:
                 db.commit()
             except IntegrityError:
                 raise Conflict("plate, VIN or EMAID is taken") from None
-            return vehicle
+        self._changed(vehicle.tenant_id, "vehicle")
+        return vehicle
 
     @staticmethod
     def _vehicle_values(plate: str | None, vin: str | None,
@@ -737,7 +760,8 @@ class AccountService:
                 db.commit()
             except IntegrityError:
                 raise Conflict("plate, VIN or EMAID is taken") from None
-            return vehicle
+        self._changed(vehicle.tenant_id, "vehicle")
+        return vehicle
 
     def verify_vehicle(self, vehicle_id: str, verified: bool = True, *,
                        visible: TenantFilter | None = None) -> Vehicle:
@@ -751,7 +775,8 @@ class AccountService:
             vehicle.updated_ms = self.clock()
             db.add(vehicle)
             db.commit()
-            return vehicle
+        self._changed(vehicle.tenant_id, "vehicle")
+        return vehicle
 
     def get_vehicle(self, vehicle_id: str, *, visible: TenantFilter | None = None) -> Vehicle:
         """A vehicle by id."""
@@ -788,6 +813,7 @@ class AccountService:
             vehicle = self._one(db, Vehicle, vehicle_id, "vehicle", visible)
             db.delete(vehicle)
             db.commit()
+        self._changed(vehicle.tenant_id, "vehicle")
 
     # -- resolving id tags -----------------------------------------------------------------
 

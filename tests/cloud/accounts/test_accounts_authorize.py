@@ -78,6 +78,11 @@ def test_unknown_type_and_unknown_id_type(accounts: AccountService, rich: User) 
     emaid = accounts.authorize("t1", "DE8ACC123456789", "emaid", operating_mode="online_billing",
                                charger_type="dc_networked")
     assert emaid.accepted and emaid.user_id == rich.id
+    # the catalogue's charger kinds dc / ac are networked chargers
+    assert accounts.authorize("t1", "LSVAU2180N2123456", "vin", operating_mode="online_billing",
+                              charger_type="dc").accepted
+    assert not accounts.authorize("t1", "LSVAU2180N2123456", "vin",
+                                  operating_mode="online_billing", charger_type="ac").accepted
     with pytest.raises(InvalidInput):
         accounts.authorize("t1", "D14B0A54", "card", operating_mode="free_for_all")
     with pytest.raises(InvalidInput):

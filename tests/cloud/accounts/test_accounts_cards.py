@@ -137,3 +137,26 @@ def test_app_and_card_of_one_user_interoperate(accounts: AccountService) -> None
     assert not accounts.same_owner("t1", "F00D", "card", "F00D", "card")  # unbound: nobody's
     assert not accounts.same_owner("t1", "nope", "card", "nope", "card")
     assert loose.user_id is None
+
+
+def test_changes_that_alter_offline_lists_are_announced(accounts: AccountService) -> None:
+    seen: list[tuple[str, str]] = []
+    accounts.add_listener(lambda tenant, what: seen.append((tenant, what)))
+
+    def broken(tenant: str, what: str) -> None:
+        raise RuntimeError("listener bug")
+
+    accounts.add_listener(broken)  # logged, never undoes the change
+    user = accounts.create_user("t1", "13800000037")
+    assert seen == []  # a new user has nothing in any list yet
+    card = accounts.issue_card("t1", "CAFE", user_id=user.id)
+    accounts.freeze_card(card.id)
+    with pytest.raises(StateError):
+        accounts.bind_card(card.id, accounts.create_user("t1", "13800000038").id)
+    car = accounts.add_vehicle(user.id, vin="LSVAU2180N2123456")
+    accounts.verify_vehicle(car.id)
+    accounts.update_user(user.id, name="renamed")  # not a state change
+    accounts.update_user(user.id, status="disabled")
+    assert seen == [("t1", "card"), ("t1", "card"), ("t1", "vehicle"), ("t1", "vehicle"),
+                    ("t1", "user")]
+    assert accounts.get_card(card.id).status == "frozen"
