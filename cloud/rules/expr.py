@@ -24,6 +24,8 @@ import rule_engine  # type: ignore[import-untyped]
 import rule_engine.ast as re_ast  # type: ignore[import-untyped]
 import rule_engine.errors as re_errors  # type: ignore[import-untyped]
 
+from cloud.rules.fastpath import Fallback, Mismatch, Missing, compile_fast
+
 Reason = Literal["missing", "type", "payload"]
 
 #: the variables every expression can use, with their rule-engine types (UNDEFINED: may be null)
@@ -135,7 +137,7 @@ class Expr:
     anything else. A bare variable or ``p['name']`` is read directly (its Python value unchanged).
     """
 
-    __slots__ = ("_fast", "_key", "_rule", "_safe", "keys", "result_type", "text")
+    __slots__ = ("_fast", "_fn", "_key", "_rule", "_safe", "keys", "result_type", "text")
 
     def __init__(self, text: str, context: Any, *, condition: bool = False) -> None:
         if not isinstance(text, str) or not text.strip():
@@ -169,6 +171,8 @@ class Expr:
         elif isinstance(root, re_ast.GetItemExpression) and _is_p(root.container) and \
                 isinstance(root.item, re_ast.StringExpression):
             self._fast, self._key, self._safe = "p", root.item.value, bool(root.safe)
+        # closures for the common shapes (comparisons, and/or, ??, lookup tables)
+        self._fn = compile_fast(root)
 
     def __repr__(self) -> str:
         return f"Expr({self.text!r})"
@@ -182,6 +186,17 @@ class Expr:
             return value
         if self._fast == "symbol":
             return ctx[self._key]
+        if self._fn is not None:
+            try:
+                return self._fn(ctx)
+            except Missing:
+                return MISSING
+            except Mismatch:
+                raise EvalFailure("type", f"{self.text!r}: data type mismatch") from None
+            except ArithmeticError as exc:  # a NaN compared, ...
+                raise EvalFailure("type", f"{self.text!r}: {exc!r}") from None
+            except Fallback:
+                pass  # a value the closures do not handle: rule-engine decides
         try:
             return self._rule.evaluate(ctx)
         except re_errors.LookupError:
