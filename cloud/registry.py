@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -23,9 +23,9 @@ class GatewayRow(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=128)
     online: bool = False
-    session: int = 0
-    last_seen_ms: int | None = None
-    first_seen_ms: int | None = None
+    session: int = Field(default=0, sa_type=BigInteger)
+    last_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
+    first_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class DeviceRow(SQLModel, table=True):
@@ -39,18 +39,18 @@ class DeviceRow(SQLModel, table=True):
     product: str = Field(max_length=32)
     device: str = Field(max_length=128)
     online: bool = False
-    session: int = 0
-    last_seen_ms: int | None = None
-    first_seen_ms: int | None = None
+    session: int = Field(default=0, sa_type=BigInteger)
+    last_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
+    first_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
 @dataclass
 class _State:
     online: bool = False
-    session: int = 0
-    last_seen_ms: int | None = None
-    first_seen_ms: int | None = None
+    session: int = Field(default=0, sa_type=BigInteger)
+    last_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
+    first_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
     properties: dict[str, Any] = field(default_factory=dict)
     dirty: bool = True
 

@@ -115,6 +115,8 @@ class SinkQueue:
         self._items: deque[_Item] = deque()
         self._pending: set[str] = set()  # keys queued or being written
         self._done: OrderedDict[str, None] = OrderedDict()  # keys written recently
+        #: completion futures by key: who waits for a queued action to be done (or given up)
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._wake = asyncio.Event()  # the worker may have something to do
         self._space = asyncio.Event()  # room in the queue (block policy)
         self._abort = asyncio.Event()  # shutdown: stop retrying, drop what is left
@@ -149,8 +151,13 @@ class SinkQueue:
         """Actions dropped because a drain ran out of time."""
         return self._lost
 
-    async def put(self, action: Action) -> bool:
+    async def put(self, action: Action, *, done: asyncio.Future[None] | None = None) -> bool:
         """Queue ``action``; False when its key was seen recently (a duplicate, not queued).
+
+        ``done`` (optional) is resolved once the action is written, or given up for good
+        (permanent failure, attempts, TTL: counted and logged); never when it is dropped at
+        shutdown, so whoever waits for it (the consumer's PUBACK) does not acknowledge work
+        that was not done. A duplicate's ``done`` follows the original.
 
         With ``overflow: block`` this waits while the queue is full; with ``drop_oldest`` it
         never waits. Raises :class:`SinkClosed` (and counts the action as ``closed``) once the
@@ -165,6 +172,11 @@ class SinkQueue:
                 raise SinkClosed(f"sink {self.name} is closed")
             if key and (key in self._pending or key in self._done):
                 self._duplicates.inc()
+                if done is not None:
+                    if key in self._pending:
+                        self._waiters.setdefault(key, []).append(done)
+                    elif not done.done():
+                        done.set_result(None)
                 return False
             if len(self._items) < self.config.max_items:
                 break
@@ -179,6 +191,10 @@ class SinkQueue:
         self._items.append(_Item(action, now, now + min(ttls) if ttls else None))
         if key:
             self._pending.add(key)
+            if done is not None:
+                self._waiters.setdefault(key, []).append(done)
+        elif done is not None and not done.done():
+            done.set_result(None)  # without a key nothing can be tracked: do not hold anyone
         self._queued.inc()
         size = len(self._items)
         self._depth.set(size)
@@ -436,6 +452,7 @@ class SinkQueue:
             if not key:
                 continue
             self._pending.discard(key)
+            self._resolve(key)
             if keep:
                 self._done[key] = None
         while len(self._done) > keep:
@@ -446,12 +463,21 @@ class SinkQueue:
             return
         for item in items:
             self._pending.discard(item.action.key)
+            if reason == "shutdown":
+                self._waiters.pop(item.action.key, None)  # not done: nobody may acknowledge
+            else:
+                self._resolve(item.action.key)  # given up for good (counted and logged)
         self._count_drop(len(items), reason)
         level = logging.ERROR if reason in ("permanent", "max_attempts", "shutdown") \
             else logging.WARNING
         self._log.log(level, f"drop:{reason}", "sink %s: dropped %d actions (%s): %s%s",
                       self.name, len(items), reason, _keys(items),
                       f" ({detail})" if detail else "")
+
+    def _resolve(self, key: str) -> None:
+        for future in self._waiters.pop(key, ()):
+            if not future.done():
+                future.set_result(None)
 
     def _count_drop(self, count: int, reason: str) -> None:
         self._metrics.dropped.labels(sink=self.name, reason=reason).inc(count)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -33,8 +34,14 @@ class Router:
         self._metrics = SinkMetrics.on(registry)
         self._warned: set[Lane] = set()
 
-    async def dispatch(self, actions: Iterable[Action]) -> None:
-        """Queue every action on its lane's sink, in order."""
+    async def dispatch(self, actions: Iterable[Action], *,
+                       track: frozenset[Lane] = frozenset()) -> Awaitable[Any] | None:
+        """Queue every action on its lane's sink, in order.
+
+        For actions on a lane in ``track`` the result is an awaitable that completes once they
+        are all done (see :meth:`SinkQueue.put`): the consumer holds the message's PUBACK on it.
+        """
+        waits: list[asyncio.Future[None]] = []
         for action in actions:
             queue = self.queues.get(action.lane)
             if queue is None:
@@ -45,10 +52,17 @@ class Router:
                                 "(further drops only counted)", action.lane.value, action.key,
                                 action.rule)
                 continue
+            done: asyncio.Future[None] | None = None
+            if action.lane in track:
+                done = asyncio.get_running_loop().create_future()
+                waits.append(done)
             try:
-                await queue.put(action)
+                await queue.put(action, done=done)
             except SinkClosed:
                 continue  # counted and logged by the queue; we are shutting down
+        if not waits:
+            return None
+        return asyncio.gather(*waits)
 
     async def run(self) -> None:
         """Run every queue's worker until cancelled (each then drains for its drain_timeout)."""
