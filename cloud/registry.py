@@ -48,9 +48,9 @@ class DeviceRow(SQLModel, table=True):
 @dataclass
 class _State:
     online: bool = False
-    session: int = Field(default=0, sa_type=BigInteger)
-    last_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
-    first_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
+    session: int = 0
+    last_seen_ms: int | None = None
+    first_seen_ms: int | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     dirty: bool = True
 
