@@ -21,7 +21,7 @@ class RuleMetrics:
         self.eval_errors = Counter(
             "voltmesh_rules_eval_errors",
             "Evaluation failures (no match / action skipped), by rule and reason "
-            "(missing, type, payload)",
+            "(missing, type, payload, internal)",
             ["rule", "reason"], registry=registry,
         )
         self.reloads = Counter(

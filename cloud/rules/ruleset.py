@@ -127,6 +127,9 @@ class RuleSet:
             except EvalFailure as failure:
                 self._failed(failure, s, rule.id)
                 return
+            except Exception:  # noqa: BLE001 - a bug must not cost the other rules this message (logged in _internal)
+                self._internal(s, rule.id)
+                return
         stats = self.stats
         stats.matched(rule.id)
         report = self._reporter(rule.id)
@@ -137,6 +140,9 @@ class RuleSet:
             except EvalFailure as failure:
                 self._failed(failure, s, rule.id)
                 continue
+            except Exception:  # noqa: BLE001 - a bug must not cost the other actions (logged in _internal)
+                self._internal(s, rule.id)
+                continue
             if action is not None:
                 out.append(action)
                 stats.emitted(action.lane)
@@ -145,6 +151,13 @@ class RuleSet:
         def report(failure: EvalFailure, s: Subject) -> None:
             self._failed(failure, s, rule)
         return report
+
+    def _internal(self, s: Subject, rule: str) -> None:
+        self.stats.failed(rule, "internal")
+        if (rule, "internal") not in self._logged:
+            self._logged.add((rule, "internal"))
+            log.exception("rule %s failed on message %s (%s): a bug, please report; counted as "
+                          "reason 'internal', logged once", rule, s.msg_id, s.topic)
 
     def _failed(self, failure: EvalFailure, s: Subject, rule: str) -> None:
         self.stats.failed(rule, failure.reason)

@@ -15,8 +15,8 @@ class RuleStats(Protocol):
         """``rule``'s statement matched one message (or batch sample)."""
 
     def failed(self, rule: str, reason: str) -> None:
-        """An expression of ``rule`` failed (``missing``, ``type``) or params were invalid
-        (``payload``)."""
+        """An expression of ``rule`` failed (``missing``, ``type``), params were invalid
+        (``payload``) or the engine hit a bug (``internal``)."""
 
     def emitted(self, lane: Lane) -> None:
         """An action for ``lane`` was produced."""

@@ -171,3 +171,28 @@ def test_rules_run_in_file_then_document_order(tmp_path: Path) -> None:
     rules = RuleSet.load([tmp_path])
     assert [a.rule for a in rules.evaluate(*msg(PROP, {}))] == ["a1", "b1", "b2"]
     assert [r.id for r in rules.candidates(parse("ev/v1/g/meter/m/event/commLost"))] == ["b1"]
+
+
+def test_a_bug_in_one_action_costs_only_that_action(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rules = ruleset(tmp_path, """
+        rules:
+          - id: buggy
+            from: [ev/v1/#]
+            do: [{alarm: {type: a, level: info}}, {alarm: {type: b, level: info}}]
+          - id: fine
+            from: [ev/v1/#]
+            do: [{alarm: {type: c, level: info}}]
+        """)
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(rules.rules[0].actions[0], "build", explode)
+    caplog.set_level(logging.ERROR, logger="voltmesh.cloud.rules")
+    for _ in range(2):
+        out = rules.evaluate(*msg(PROP, {}))
+        assert [a.type for a in out if isinstance(a, AlarmSignal)] == ["b", "c"]
+    assert isinstance(rules.stats, CountingStats)
+    assert rules.stats.failures == {("buggy", "internal"): 2}
+    assert len([r for r in caplog.records if "a bug" in r.getMessage()]) == 1
