@@ -5,17 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from cloud.accounts.config import AccountsConfig
+from cloud.alarms.config import AlarmsConfig
+from cloud.auth.config import AuthConfig
+from cloud.billing.config import BillingConfig
+from cloud.catalog.config import CatalogConfig
 from cloud.errors import ConfigError
+from cloud.orders.config import OrdersConfig
+from cloud.payments.config import PaymentsConfig
+from cloud.rules.config import RulesConfig
+from cloud.sinks.config import SinksConfig
+from cloud.strict import Strict
 from thingmodels.errors import ModelFileError
 from thingmodels.yamlfile import load_validated
 
-
-class Strict(BaseModel):
-    """Base of every config section: unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["CloudConfig", "CloudMqttConfig", "HttpConfig", "Strict", "load_cloud_config"]
 
 
 class CloudMqttConfig(Strict):
@@ -56,6 +62,17 @@ class CloudConfig(Strict):
     http: HttpConfig = HttpConfig()
     flush_interval: float = Field(default=1.0, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
+    #: the rule files routing messages to the sinks (docs/rules.md)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    #: one bounded queue per lane: telemetry (InfluxDB), billing, alarms, ... (docs/sinks.md)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    orders: OrdersConfig = Field(default_factory=OrdersConfig)
+    accounts: AccountsConfig = Field(default_factory=AccountsConfig)
+    payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
 
 
 def load_cloud_config(path: Path | str) -> CloudConfig:

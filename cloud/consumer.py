@@ -369,6 +369,14 @@ class Consumer:
             raise CommandError("not connected to the broker")
         await client.publish(topic.render(), encode(env), qos=1, retain=retain)
 
+    async def publish_raw(self, topic: str, payload: bytes, qos: int = 1,
+                          retain: bool = False) -> None:
+        """Publish bytes to any topic the cloud user may write (rule republish actions)."""
+        client = self._client
+        if client is None:
+            raise CommandError("not connected to the broker")
+        await client.publish(topic, payload, qos=qos, retain=retain)
+
     async def publish_desired(self, gw: str, product: str, device: str,
                               doc: dict[str, Any]) -> int:
         """Publish a retained desired-state document; returns its version.

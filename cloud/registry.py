@@ -116,6 +116,15 @@ class DeviceRegistry:
                 state.properties.update(properties)
             state.dirty = True
 
+    def is_online(self, gw: str, product: str, device: str) -> bool:
+        """The device's own last known presence (for gateways: the gateway's)."""
+        with self._lock:
+            if product == "gateway" and device == gw:
+                state = self._gateways.get(gw)
+            else:
+                state = self._devices.get((gw, product, device))
+            return bool(state is not None and state.online)
+
     def presence(self, gw: str, product: str, device: str, online: bool, session: int,
                  ts_ms: int) -> bool:
         """Apply a presence state; False (ignored) when it is from an older session."""

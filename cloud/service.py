@@ -1,43 +1,132 @@
-"""One cloud worker: MQTT consumer, device registry, presence, HTTP API."""
+"""One cloud worker: everything the cloud does, composed.
+
+MQTT consumer -> device registry (presence, last values) and the rule engine -> one sink queue
+per lane: telemetry to InfluxDB, session events to orders & billing, alarm signals to the alarm
+manager, device commands, webhooks, MQTT republish. Around it: the station catalogue and its
+provisioning (desired state to the gateways), accounts and payments, tenancy and access, and
+the north-bound API over all of them. N workers share one broker and one SQL database
+(``docs/scale-out.md``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from cloud.accounts.api import router as accounts_router
+from cloud.accounts.service import AccountService
+from cloud.actions import Lane, WritePoint
+from cloud.alarms import build_alarms
+from cloud.alarms.api import router as alarms_router
+from cloud.alarms.messaging import MessageGateway
 from cloud.api.app import create_app
+from cloud.auth.setup import setup_auth
+from cloud.catalog.api import router as catalog_router
+from cloud.catalog.provisioning import Provisioning
+from cloud.catalog.repo import Catalog
 from cloud.config import CloudConfig
 from cloud.consumer import Consumer
+from cloud.errors import CommandError
 from cloud.metrics import CloudMetrics
+from cloud.orders.adapters import BillingAdapter, CatalogueAdapter, WalletsAdapter
+from cloud.orders.api import router as orders_router
+from cloud.orders.service import OrderService
+from cloud.payments import build_providers
+from cloud.payments.api import router as payments_router
+from cloud.payments.provider import PaymentProvider
+from cloud.payments.service import PaymentService
 from cloud.registry import DeviceRegistry, make_engine
+from cloud.rules import RuleEngine
+from cloud.sinks import build_router
 from thingmodels.envelope import Envelope
+from thingmodels.ids import now_ms
 from thingmodels.topics import Kind, Topic
 
 log = logging.getLogger("voltmesh.cloud")
 
+#: lanes whose work must be done before the message is acknowledged to the broker
+DURABLE_LANES = frozenset({Lane.BILLING, Lane.ALARMS})
+
 
 class CloudService:
-    """Composes the cloud worker's parts; ``run()`` until cancelled."""
+    """Composes the cloud worker's parts; ``run()`` until cancelled.
 
-    def __init__(self, config: CloudConfig) -> None:
+    ``base_dir`` resolves relative paths of the config (rule files); ``payment_providers`` and
+    ``message_gateways`` replace the configured payment providers / SMS-WeChat gateways
+    (tests, the demo).
+    """
+
+    def __init__(self, config: CloudConfig, *, base_dir: Path | str | None = None,
+                 payment_providers: Mapping[str, PaymentProvider] | None = None,
+                 message_gateways: Mapping[str, MessageGateway] | None = None) -> None:
         self.config = config
         self.metrics = CloudMetrics()
+        registry = self.metrics.registry
         self.engine = make_engine(config.database_url)
         self.registry = DeviceRegistry(self.engine)
         self.consumer = Consumer(config.mqtt, self.metrics, worker_id=config.worker_id)
+
+        # the business: catalogue, accounts, payments, orders, alarms
+        self.catalog = Catalog(self.engine)
+        self.provisioning = Provisioning(self.catalog)
+        self.accounts = AccountService(self.engine, config.accounts)
+        self.payments = PaymentService(
+            self.engine, self.accounts,
+            payment_providers if payment_providers is not None
+            else build_providers(config.payments), config.payments)
+        self.orders = OrderService(
+            self.engine, catalogue=CatalogueAdapter(self.catalog),
+            biller=BillingAdapter(config.billing), wallets=WalletsAdapter(self.accounts),
+            config=config.orders, registry=registry)
+        self.alarms = build_alarms(self.engine, config.alarms, registry=registry,
+                                   tenant_of=self._tenant_of, emit_point=self._emit_point,
+                                   gateways=message_gateways)
+        # offline card lists travel in the gateways' desired documents
+        self.provisioning.add_part("cards", self._cards_part)
+        self.accounts.add_listener(self._cards_changed)
+
+        # routing: rules -> sink lanes
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.rules = RuleEngine(config.rules.resolved(base), registry,
+                                reload_interval=config.rules.reload_interval)
+        self.sinks = build_router(
+            config.sinks, registry, publish=self.consumer.publish_raw, call=self._call,
+            billing_handler=self.orders.handle, alarm_handler=self.alarms.manager.handle)
         self.consumer.add_handler("registry", self._track)
+        self.consumer.add_handler("rules", self._route)
+        self.consumer.add_handler("authorize", self._authorize)
+
+        # the north-bound API
         self.app: FastAPI = create_app(
             self.registry, self.metrics, worker_id=config.worker_id, commands=self.consumer,
             health=lambda: (self.consumer.connected.is_set(), self.consumer.shared_active),
         )
-        self.app.state.cloud = self
+        for router in (catalog_router, accounts_router, payments_router, orders_router,
+                       alarms_router):
+            self.app.include_router(router)
+        state = self.app.state
+        state.cloud = self
+        state.catalog = self.catalog
+        state.provisioning = self.provisioning
+        state.publish_desired = self.consumer.publish_desired
+        state.registry = self.registry
+        state.accounts = self.accounts
+        state.payments = self.payments
+        state.orders = self.orders
+        state.alarms = self.alarms.manager
+        self.auth = setup_auth(self.app, self.engine, config.auth)
         self.http_port: int | None = None
         self.started = asyncio.Event()
+        self._tenants: dict[str, str | None] = {}
+
+    # -- message handlers -------------------------------------------------------------------
 
     async def _track(self, topic: Topic, env: Envelope) -> None:
         ts = env.rts
@@ -48,9 +137,14 @@ class CloudService:
                     not isinstance(session, int):
                 self.metrics.malformed.labels(reason="state").inc()
                 return
+            was = self.registry.is_online(topic.gw, topic.product, topic.device)
             if not self.registry.presence(topic.gw, topic.product, topic.device, online,
                                           session, ts):
                 self.metrics.stale_states.inc()
+                return
+            if was != online:  # a transition: the $presence rules (offline alarms ...)
+                await self._dispatch(self.rules.evaluate_presence(
+                    topic.gw, topic.product, topic.device, online, ts or now_ms(), session))
             return
         props: dict[str, Any] | None = None
         if topic.kind is Kind.PROP:
@@ -58,6 +152,63 @@ class CloudService:
             for sample in env.samples():
                 props.update(sample.p)
         self.registry.seen(topic.gw, topic.product, topic.device, ts, props)
+
+    async def _route(self, topic: Topic, env: Envelope) -> Awaitable[Any] | None:
+        """Rules -> sink lanes; the message's PUBACK waits for its billing and alarm work."""
+        return await self._dispatch(self.rules.evaluate(topic, env))
+
+    async def _dispatch(self, actions: list[Any]) -> Awaitable[Any] | None:
+        if not actions:
+            return None
+        return await self.sinks.dispatch(actions, track=DURABLE_LANES)
+
+    async def _authorize(self, topic: Topic, env: Envelope) -> None:
+        """Answer a charger's start request (card, VIN, app) within its deadline."""
+        if topic.kind is not Kind.EVENT or topic.name != "authorize" or not env.p:
+            return
+        place = await asyncio.to_thread(self.catalog.resolve_connector, topic.gw, topic.device)
+        if place is None:
+            return  # not in the catalogue: the gateway decides from its local list
+        p = env.p
+        try:
+            decision = await asyncio.to_thread(
+                self.accounts.authorize, place.tenant_id, str(p.get("idTag", "")),
+                str(p.get("idType", "unknown")), operating_mode=place.operating_mode,
+                charger_type=place.kind)
+        except Exception:
+            log.exception("authorize %s/%s failed", topic.gw, topic.device)
+            return
+        try:
+            await self.consumer.publish(topic.reply(), Envelope.new(
+                src="cloud", cid=env.id, code=0, p=decision.reply(topic.product)))
+        except CommandError as exc:
+            log.warning("authorize reply to %s lost: %s", topic.gw, exc)
+
+    # -- glue -------------------------------------------------------------------------------
+
+    async def _call(self, gw: str, product: str, device: str, service: str,
+                    params: dict[str, Any], timeout: float) -> Envelope:
+        return await self.consumer.call(gw, product, device, service, params, timeout=timeout)
+
+    def _emit_point(self, point: WritePoint) -> Any:
+        return self.sinks.dispatch([point])
+
+    def _tenant_of(self, gw: str, product: str, device: str) -> str | None:
+        """The tenant owning a device (via its gateway), for alarms; cached."""
+        if gw not in self._tenants:
+            tenants = self.catalog.gateway_tenants(gw)
+            self._tenants[gw] = sorted(tenants)[0] if tenants else None
+        return self._tenants[gw]
+
+    def _cards_part(self, gw: str) -> Any:
+        tenants = self.catalog.gateway_tenants(gw)
+        return self.accounts.offline_card_list(tenants) if tenants else None
+
+    def _cards_changed(self, tenant_id: str, what: str) -> None:
+        self._tenants.clear()
+        self.catalog.mark_changed(self.catalog.gateways_of_tenants([tenant_id]), tenant_id)
+
+    # -- loops ------------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
         try:
@@ -94,6 +245,13 @@ class CloudService:
     async def run(self) -> None:
         """Run until cancelled."""
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.sinks.run(), name="sinks")
+            tg.create_task(self.rules.run(), name="rules-reload")
+            tg.create_task(self.alarms.run(), name="alarms")
+            tg.create_task(self.orders.run(), name="orders")
+            tg.create_task(self.provisioning.run(self.consumer.publish_desired,
+                                                 self.config.catalog.provisioning_interval),
+                           name="provisioning")
             tg.create_task(self.consumer.run(), name="consumer")
             tg.create_task(self._flush_loop(), name="registry-flush")
             tg.create_task(self._serve_http(), name="http")

@@ -15,6 +15,11 @@ from voltmesh.broker import embedded_broker
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Cloud workers refuse the example JWT secret and need a first admin's password: the test
+# session provides both the way an operator would, through the environment.
+os.environ.setdefault("VOLTMESH_JWT_SECRET", "test-secret-" + "x" * 40)
+os.environ.setdefault("VOLTMESH_ADMIN_PASSWORD", "test-admin-password-123")
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:

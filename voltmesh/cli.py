@@ -70,7 +70,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         print(f"voltmesh cloud: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_format)
-    _run(CloudService(config).run())
+    _run(CloudService(config, base_dir=Path(args.config).resolve().parent).run())
     return 0
 
 

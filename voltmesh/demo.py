@@ -12,7 +12,9 @@ import socket
 import tempfile
 from pathlib import Path
 
+from cloud.auth.config import AuthConfig
 from cloud.config import CloudConfig, CloudMqttConfig, HttpConfig
+from cloud.rules import RulesConfig
 from cloud.service import CloudService
 from edge.adapters.ykc import YkcAdapter
 from edge.config import (
@@ -107,6 +109,9 @@ async def run_demo(*, mqtt_port: int = 1883, http_port: int = 8000,
         mqtt=CloudMqttConfig(host=host, port=mqtt_port, protocol="auto"),
         database_url=f"sqlite:///{workdir / 'cloud.db'}",
         http=HttpConfig(host=host, port=http_port),
+        # development mode: the example JWT secret, a generated admin password (logged)
+        auth=AuthConfig(dev=True),
+        rules=RulesConfig(paths=[str(CONFIG_DIR / "rules")]),
     ))
     gateway = EdgeGateway(GatewayConfig(
         gateway_id=gateway_id,

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from cloud.accounts.errors import InvalidInput
 from cloud.accounts.money import ZERO, to_money
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class AccountsConfig(Strict):

@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from cloud.config import Strict
+from cloud.strict import Strict
 
 LevelName = Literal["info", "warning", "minor", "major", "critical"]
 EventName = Literal["raised", "escalated", "cleared", "acknowledged", "closed"]

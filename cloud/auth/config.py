@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pydantic import Field, model_validator
 
 from cloud.auth.errors import AuthConfigError
-from cloud.config import Strict
+from cloud.strict import Strict
 
 log = logging.getLogger("voltmesh.cloud.auth")
 

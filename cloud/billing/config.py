@@ -7,7 +7,7 @@ from decimal import Decimal
 from pydantic import Field
 
 from cloud.billing.settle import MeterLimits
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class ReconcileTolerances(Strict):

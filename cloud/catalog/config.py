@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class CatalogConfig(Strict):

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cloud.accounts.errors import InvalidInput
 from cloud.accounts.money import to_money
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class SimulatedProviderConfig(Strict):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class RulesConfig(Strict):

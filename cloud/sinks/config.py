@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from cloud.config import Strict
+from cloud.strict import Strict
 
 
 class Overflow(StrEnum):

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from cloud.config import CloudConfig, CloudMqttConfig, HttpConfig
+from cloud.rules import RulesConfig
 from cloud.service import CloudService
 from tests.support.mosquitto import USERS, Mosquitto
 from tests.support.net import eventually, free_port, wait_port
@@ -31,9 +32,10 @@ pytestmark = pytest.mark.mosquitto
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker(port: int, tmp: Path, name: str, **mqtt: Any) -> CloudService:
+def worker(port: int, tmp: Path, name: str, *, rules: bool = True, **mqtt: Any) -> CloudService:
     return CloudService(CloudConfig(
         worker_id=name, database_url=f"sqlite:///{tmp / (name + '.db')}",
+        rules=RulesConfig(paths=[str(ROOT / "config" / "rules")] if rules else []),
         mqtt=CloudMqttConfig(port=port, username="cloud", password=USERS["cloud"],
                              client_id=f"cloud-{name}", protocol="v5", **mqtt),
         http=HttpConfig(port=0), flush_interval=0.2))
@@ -77,10 +79,13 @@ async def test_two_workers_split_the_load_exactly_once_and_a_killed_one_is_cover
         f" client_id: cloud-w2, protocol: v5}}\n"
         f"database_url: sqlite:///{tmp_path / 'w2.db'}\n"
         f"http: {{host: 127.0.0.1, port: {http2}}}\n"
+        f"rules: {{paths: ['{ROOT / 'config' / 'rules'}']}}\n"
         f"log_format: json\n")
-    w2 = subprocess.Popen([sys.executable, "-m", "voltmesh", "cloud", "--config", str(config2)],
-                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with (tmp_path / "w2.log").open("wb") as w2_log:
+        w2 = subprocess.Popen(  # noqa: ASYNC220 - a real worker process to SIGKILL
+            [sys.executable, "-m", "voltmesh", "cloud", "--config", str(config2)],
+            cwd=ROOT, stdout=w2_log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
     task = asyncio.create_task(w1.run())
     try:
         await eventually(w1.consumer.connected.is_set)
@@ -108,7 +113,7 @@ async def test_two_workers_split_the_load_exactly_once_and_a_killed_one_is_cover
         second = await publish(mosquitto.port, 300)
         # the survivor carries on with everything, including what was queued for w2
         await eventually(lambda: set(second) <= set(seen), timeout=60)
-        assert w1.metrics.takeovers._value.get() >= 1  # noqa: SLF001 - prometheus internals
+        assert w1.metrics.takeovers._value.get() >= 1
     finally:
         if w2.poll() is None:
             w2.kill()
@@ -130,7 +135,8 @@ async def test_a_message_is_acknowledged_only_after_its_work_so_a_dead_worker_lo
     async def billing_again(topic: Topic, env: Envelope) -> None:
         second_run.append(str((env.p or {}).get("code")))
 
-    a = worker(mosquitto.port, tmp_path, "solo", shared_group=None)
+    # no rules: only the test's handlers decide when a message is done
+    a = worker(mosquitto.port, tmp_path, "solo", rules=False, shared_group=None)
     a.consumer.add_handler("billing", slow_billing)
     task = asyncio.create_task(a.run())
     try:
@@ -141,7 +147,7 @@ async def test_a_message_is_acknowledged_only_after_its_work_so_a_dead_worker_lo
         task.cancel()  # the worker dies with E1's work unfinished (E1 and E2 unacknowledged)
         await asyncio.gather(task, return_exceptions=True)
 
-    b = worker(mosquitto.port, tmp_path, "solo", shared_group=None)  # same client id
+    b = worker(mosquitto.port, tmp_path, "solo", rules=False, shared_group=None)  # same id
     b.consumer.add_handler("billing", billing_again)
     task = asyncio.create_task(b.run())
     try:
