@@ -113,6 +113,7 @@ def run_test(rules: list[str], messages: str, *, as_json_lines: bool = False,
     except OSError as exc:
         print(f"voltmesh rules: cannot read {messages}: {exc.strerror or exc}", file=err)
         return 2
+    out.flush()
     lanes = ", ".join(f"{lane} {n}" for lane, n in sorted(stats.actions.items()))
     print(f"{count} messages, {actions} actions ({lanes or 'none'}), {bad} invalid lines",
           file=err)
