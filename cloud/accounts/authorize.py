@@ -170,4 +170,7 @@ class Decision:
             out["balance"] = str(self.balance)
         if product == "charger":
             out["status"] = _OCPP_STATUS[self.reason]
+        elif self.accepted and self.logical_card:
+            # YKC binds the session to this card, so the user's card can stop an app start
+            out["logicalCard"] = self.logical_card
         return out

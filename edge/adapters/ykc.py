@@ -530,8 +530,9 @@ class YkcAdapter(Adapter):
         """Decide from the offline card list (gateway desired state ``cards``)."""
         assert self.ctx is not None
         for entry in self.ctx.local_cards():
-            if id_tag in (_card(str(entry.get("physical", ""))), entry.get("vin"),
-                          entry.get("idTag")):
+            # an entry without a physical number must not match the all-zero "no card" number
+            physical = _card(str(entry["physical"])) if entry.get("physical") else None
+            if id_tag in (physical, entry.get("vin"), entry.get("idTag")):
                 if entry.get("status", "active") == "active":
                     return {"accepted": True, "logicalCard": entry.get("logical")}
                 return {"accepted": False, "reason": str(entry.get("status"))}

@@ -167,6 +167,8 @@ def test_replies_pass_the_edge_validation(accounts: AccountService, rich: User) 
         assert charger["status"] in ("Accepted", "Invalid", "Blocked", "NoCredit")
         if decision.balance is not None:
             assert connector["balance"] == decision.balance
-    with pytest.raises(ThingModelError):  # why Decision.reply() never sends logicalCard
+        if decision.accepted and decision.logical_card:  # YKC binds the session to it
+            assert connector["logicalCard"] == decision.logical_card
+    with pytest.raises(ThingModelError):  # still strict: an unknown key is refused
         models.get("connector").validate_event_reply(
-            "authorize", {"accepted": True, "logicalCard": "0000000000004001"})
+            "authorize", {"accepted": True, "logicalCardNo": "0000000000004001"})
