@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,7 +39,14 @@ from cloud.orders.errors import (
     RefundRejected,
 )
 from cloud.orders.events import SAMPLE, SessionEvent, parse
-from cloud.orders.lifecycle import add_anomaly, apply_event, billed, derive, open_status
+from cloud.orders.lifecycle import (
+    add_anomaly,
+    apply_event,
+    billed,
+    derive,
+    ended,
+    open_status,
+)
 from cloud.orders.metrics import OrdersMetrics
 from cloud.orders.models import TABLES, Order, OrderEvent, OrderRefund, OrderReject, OrderSample
 from cloud.orders.notifier import Notifier
@@ -76,6 +83,24 @@ _SETTLING = "settling"
 def now_ms() -> int:
     """Wall-clock time in ms since the epoch."""
     return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Sample and history rows of one session's events, inserted together (multi-row)."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, s: Session) -> None:
+        if self.samples:
+            insert_ignore(s, OrderSample.__table__, self.samples,  # type: ignore[attr-defined]
+                          ["order_id", "ts_ms"])
+            self.samples = []
+        if self.history:
+            insert_ignore(s, OrderEvent.__table__, self.history,  # type: ignore[attr-defined]
+                          ["order_id", "message_id"])
+            self.history = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,39 +140,68 @@ class OrderService:
         self.notifier.notify(changed)
 
     def process(self, batch: Sequence[Action]) -> set[int]:
-        """Apply a batch in order (blocking); returns the ids of the orders it changed."""
-        changed: set[int] = set()
+        """Apply a batch (blocking); returns the ids of the orders it changed.
+
+        The events of one session are applied in their batch order, in one transaction under
+        the order's lock; sessions are independent of each other, so each gets its own
+        transaction (and its debit after the commit).
+        """
+        groups: dict[tuple[str, str, str], list[SessionEvent]] = {}
         for action in batch:
             if not isinstance(action, BillSessionEvent):
                 self.metrics.events.labels(name=type(action).__name__, outcome="ignored").inc()
                 continue
-            order_id = self.ingest(action)
+            try:
+                ev = parse(action)
+            except BadSessionEvent as exc:
+                self._reject(action, str(exc))
+                continue
+            if ev is None:
+                self.metrics.events.labels(name=action.name, outcome="ignored").inc()
+                continue
+            groups.setdefault((ev.gw, ev.device, ev.session_id), []).append(ev)
+        changed: set[int] = set()
+        for events in groups.values():
+            order_id = self._ingest(events)
             if order_id is not None:
                 changed.add(order_id)
         return changed
 
     def ingest(self, action: BillSessionEvent) -> int | None:
         """Apply one event; returns the order id when the order changed."""
-        try:
-            ev = parse(action)
-        except BadSessionEvent as exc:
-            self._reject(action, str(exc))
-            return None
-        if ev is None:
-            self.metrics.events.labels(name=action.name, outcome="ignored").inc()
-            return None
-        place = self.place(ev.gw, ev.device)
+        return next(iter(self.process([action])), None)
+
+    def _ingest(self, events: list[SessionEvent]) -> int | None:
+        """Apply the events of one session in one transaction, then debit if it became due."""
+        first = events[0]
+        place = self.place(first.gw, first.device)
+        debit = None
+        applied = 0
+        rows = _Rows()
         with Session(self.engine) as s:
-            order_id = self._upsert(s, ev, place)
+            order_id = self._upsert(s, first, place)
             order = lock_order(s, order_id)
             assert order is not None
-            changed, debit = self._apply(s, order, ev, place)
-            s.commit()
-        self.metrics.events.labels(name=ev.name,
-                                   outcome="applied" if changed else "duplicate").inc()
+            seen = set(s.exec(select(OrderEvent.message_id).where(
+                OrderEvent.order_id == order_id,
+                col(OrderEvent.message_id).in_({e.msg_id for e in events}))))
+            for ev in events:
+                if ev.name != SAMPLE and ev.msg_id in seen:
+                    self.metrics.events.labels(name=ev.name, outcome="duplicate").inc()
+                    continue
+                seen.add(ev.msg_id)
+                planned = self._apply(s, order, ev, place, rows)
+                debit = planned or debit
+                applied += 1
+                self.metrics.events.labels(name=ev.name, outcome="applied").inc()
+            if applied:
+                rows.flush(s)
+                self._touch(order)
+                s.add(order)
+                s.commit()
         if debit is not None:
             self._pay(debit)
-        return order_id if changed else None
+        return order_id if applied else None
 
     def place(self, gw: str, device: str) -> Place | None:
         """The catalogue's answer for a connector (cached ``place_cache_ttl`` seconds)."""
@@ -189,26 +243,28 @@ class OrderService:
             "owed_amount": Decimal("0.00"), "refunded_amount": Decimal("0.00"),
         }
         values.update(_place_values(place))
-        insert_ignore(s, Order.__table__, values, ["gw", "device", "session_id"])  # type: ignore[attr-defined]
         order_id = order_id_of(s, ev.gw, ev.device, ev.session_id)
+        if order_id is None:
+            insert_ignore(s, Order.__table__, values, ["gw", "device", "session_id"])  # type: ignore[attr-defined]
+            order_id = order_id_of(s, ev.gw, ev.device, ev.session_id)
         assert order_id is not None
         return order_id
 
-    def _apply(self, s: Session, order: Order, ev: SessionEvent, place: Place | None
-               ) -> tuple[bool, _Debit | None]:
+    def _apply(self, s: Session, order: Order, ev: SessionEvent, place: Place | None,
+               rows: _Rows) -> _Debit | None:
+        """Apply one (not yet seen) event to the locked order; returns a debit to make."""
         assert order.id is not None
-        if ev.name != SAMPLE and s.exec(select(OrderEvent.id).where(
-                OrderEvent.order_id == order.id, OrderEvent.message_id == ev.msg_id)).first():
-            return False, None
         before = order.status
         if order.tenant_id is None and place is not None:
             for name, value in _place_values(place).items():
                 setattr(order, name, value)
         detail = apply_event(order, ev)
         if ev.name in (SAMPLE, "sessionUpdated"):
-            self._sample(s, order, ev)
+            self._sample(order, ev, rows)
         derive(order)
         if not billed(order):
+            if ended(order):
+                rows.flush(s)  # the settlement reads the samples
             self._advance(s, order, place, detail, self.clock())
         elif ev.name == "transactionRecord" and order.reconciled is None \
                 and order.charger_record is not None:
@@ -223,19 +279,17 @@ class OrderService:
             self._resolve_payer(order)
             debit = self._plan_debit(order, ev.msg_id)
         if ev.name not in (SAMPLE, "sessionUpdated") or order.status != before:
-            self._history(s, order, ev.msg_id, ev.name, before, ev.ts_ms, detail)
-        self._touch(order)
-        s.add(order)
-        return True, debit
+            rows.history.append(self._history_row(order, ev.msg_id, ev.name, before, ev.ts_ms,
+                                                  detail))
+        return debit
 
-    def _sample(self, s: Session, order: Order, ev: SessionEvent) -> None:
+    def _sample(self, order: Order, ev: SessionEvent, rows: _Rows) -> None:
         meter = ev.decimal("meter") if ev.name == "sessionUpdated" else ev.decimal("meterEnergy")
         energy = ev.decimal("energy")
         if meter is None and energy is None:
             return
-        insert_ignore(s, OrderSample.__table__, {  # type: ignore[attr-defined]
-            "order_id": order.id, "tenant_id": order.tenant_id, "ts_ms": ev.ts_ms,
-            "meter": meter, "energy": energy}, ["order_id", "ts_ms"])
+        rows.samples.append({"order_id": order.id, "tenant_id": order.tenant_id,
+                             "ts_ms": ev.ts_ms, "meter": meter, "energy": energy})
 
     def _advance(self, s: Session, order: Order, place: Place | None,
                  detail: dict[str, Any], now: int) -> None:
@@ -345,11 +399,16 @@ class OrderService:
 
     def _history(self, s: Session, order: Order, message_id: str, name: str,
                  before: str | None, ts_ms: int | None, detail: dict[str, Any]) -> None:
-        insert_ignore(s, OrderEvent.__table__, {  # type: ignore[attr-defined]
-            "order_id": order.id, "tenant_id": order.tenant_id, "message_id": message_id[:128],
-            "name": name[:32], "from_status": before, "to_status": order.status,
-            "ts_ms": ts_ms, "recorded_ms": self.clock(), "detail": _json_safe(detail),
-        }, ["order_id", "message_id"])
+        insert_ignore(s, OrderEvent.__table__,  # type: ignore[attr-defined]
+                      self._history_row(order, message_id, name, before, ts_ms, detail),
+                      ["order_id", "message_id"])
+
+    def _history_row(self, order: Order, message_id: str, name: str, before: str | None,
+                     ts_ms: int | None, detail: dict[str, Any]) -> dict[str, Any]:
+        return {"order_id": order.id, "tenant_id": order.tenant_id,
+                "message_id": message_id[:128], "name": name[:32], "from_status": before,
+                "to_status": order.status, "ts_ms": ts_ms, "recorded_ms": self.clock(),
+                "detail": _json_safe(detail)}
 
     def _touch(self, order: Order) -> None:
         order.updated_ms = self.clock()
