@@ -16,6 +16,15 @@ from cloud.auth.setup import setup_auth
 from tests.support.tenancy import FAST_HASH, TENANT_LABELS, build_tenancy, fast_auth_config
 
 
+@pytest.fixture(autouse=True)
+def _no_auth_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/conftest.py sets the auth variables for the whole session; start-up is tested here
+    as on a machine where they are not set (a test that wants them sets them itself)."""
+    monkeypatch.delenv("VOLTMESH_JWT_SECRET", raising=False)
+    monkeypatch.delenv("VOLTMESH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("VOLTMESH_ADMIN_USERNAME", raising=False)
+
+
 def test_setup_refuses_the_example_secret(engine: Engine) -> None:
     prod = AuthConfig(password_hash=FAST_HASH,
                       bootstrap=BootstrapAdmin(password="first-admin-pw"))
