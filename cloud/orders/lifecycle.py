@@ -20,8 +20,9 @@ meter stop        sessionEnded.meterStop, record.meterStop
 reported energy   sessionEnded.energy, record.energy
 ================  ==========================================================================
 
-The first report of each kind wins; a later, different one is kept as an anomaly (a re-sent
-record or a duplicate stop that is identical changes nothing at all).
+The first report of each kind wins; a later, different one is kept as an anomaly; an identical
+one (a re-sent record, a duplicate stop) changes nothing at all (:func:`apply_event` says
+``{"duplicate": True}`` and the service drops it).
 """
 
 from __future__ import annotations
@@ -68,16 +69,14 @@ def _report(order: Order, attr: str, ev: SessionEvent, what: str) -> dict[str, A
 
 
 def apply_event(order: Order, ev: SessionEvent) -> dict[str, Any]:
-    """Record what ``ev`` says about the session; returns details for the history."""
+    """Record what ``ev`` says about the session; returns details for the history
+    (``{"duplicate": True}``: an identical repeat, nothing was changed)."""
     p = ev.params
     detail: dict[str, Any] = {}
-    order.last_seen_ms = max(order.last_seen_ms or 0, ev.ts_ms)
     if ev.name == "sessionStarted":
         detail = _report(order, "start_report", ev, "start")
     elif ev.name == "sessionEnded":
         detail = _report(order, "end_report", ev, "stop")
-        if detail.get("duplicate"):
-            add_anomaly(order, "duplicate_stop", "the session was ended more than once")
     elif ev.name == "transactionRecord":
         detail = _report(order, "charger_record", ev, "record")
     elif ev.name in ("sessionUpdated", "sample"):
@@ -93,6 +92,8 @@ def apply_event(order: Order, ev: SessionEvent) -> dict[str, Any]:
     elif ev.name == "stopResult" and p.get("accepted") is False:
         add_anomaly(order, "stop_refused", f"the charger refused a stop: {p.get('reason')}")
         detail = {"accepted": False, "reason": p.get("reason")}
+    if not detail.get("duplicate"):
+        order.last_seen_ms = max(order.last_seen_ms or 0, ev.ts_ms)
     return detail
 
 

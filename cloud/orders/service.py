@@ -190,10 +190,11 @@ class OrderService:
                     self.metrics.events.labels(name=ev.name, outcome="duplicate").inc()
                     continue
                 seen.add(ev.msg_id)
-                planned = self._apply(s, order, ev, place, rows)
+                changed, planned = self._apply(s, order, ev, place, rows)
                 debit = planned or debit
-                applied += 1
-                self.metrics.events.labels(name=ev.name, outcome="applied").inc()
+                applied += changed
+                self.metrics.events.labels(name=ev.name, outcome="applied" if changed
+                                           else "duplicate").inc()
             if applied:
                 rows.flush(s)
                 self._touch(order)
@@ -251,14 +252,20 @@ class OrderService:
         return order_id
 
     def _apply(self, s: Session, order: Order, ev: SessionEvent, place: Place | None,
-               rows: _Rows) -> _Debit | None:
-        """Apply one (not yet seen) event to the locked order; returns a debit to make."""
+               rows: _Rows) -> tuple[bool, _Debit | None]:
+        """Apply one (not yet seen) event to the locked order; returns whether it changed
+        anything and a debit to make. Identical repeats of a report, and samples or updates
+        of an order that is billed, change nothing."""
         assert order.id is not None
+        if ev.name in (SAMPLE, "sessionUpdated") and billed(order):
+            return False, None
         before = order.status
         if order.tenant_id is None and place is not None:
             for name, value in _place_values(place).items():
                 setattr(order, name, value)
         detail = apply_event(order, ev)
+        if detail.get("duplicate"):
+            return False, None
         if ev.name in (SAMPLE, "sessionUpdated"):
             self._sample(order, ev, rows)
         derive(order)
@@ -281,7 +288,7 @@ class OrderService:
         if ev.name not in (SAMPLE, "sessionUpdated") or order.status != before:
             rows.history.append(self._history_row(order, ev.msg_id, ev.name, before, ev.ts_ms,
                                                   detail))
-        return debit
+        return True, debit
 
     def _sample(self, order: Order, ev: SessionEvent, rows: _Rows) -> None:
         meter = ev.decimal("meter") if ev.name == "sessionUpdated" else ev.decimal("meterEnergy")

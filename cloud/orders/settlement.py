@@ -62,12 +62,14 @@ def settle_order(session: Session, order: Order, *, place: Place | None, catalog
         if not inputs.waiting:
             order.status = OrderStatus.METER_ANOMALY.value
         return f"{inputs.code}: {inputs.detail}"
+    free = _mode(order) is OperatingMode.OFFLINE_FREE
     found = catalogue.tariff(place.station_id, inputs.started_ms)
-    if found is None:
+    if found is None and not free:
         return f"no_tariff: no tariff in force at station {place.station_id} at " \
                f"{inputs.started_ms}"
     try:
-        bill = _bill(biller, found.tariff, inputs, place)
+        bill = _bill(biller, found.tariff, inputs, place) if found is not None \
+            else _unpriced(inputs)
     except SettlementFailed as exc:
         order.status = OrderStatus.METER_ANOMALY.value
         return f"settlement_refused: {exc}"
@@ -80,8 +82,8 @@ def settle_order(session: Session, order: Order, *, place: Place | None, catalog
         order.status = OrderStatus.METER_ANOMALY.value
         return f"nothing_billable: {inputs.energy} kWh reported, none of it believable"
     check_start_method(order, place)
-    free = _mode(order) is OperatingMode.OFFLINE_FREE
-    order.tariff_id, order.tariff_version = found.tariff_id, found.version
+    if found is not None:
+        order.tariff_id, order.tariff_version = found.tariff_id, found.version
     order.meter_start, order.meter_stop = inputs.meter_start, inputs.meter_stop
     order.energy = bill.energy
     order.free = free
@@ -93,7 +95,7 @@ def settle_order(session: Session, order: Order, *, place: Place | None, catalog
         order.service_amount = bill.service_amount
         order.total_amount = bill.total_amount
     order.billed_ms = now_ms
-    if order.charger_record is not None:
+    if order.charger_record is not None and found is not None:
         reconcile_order(order, biller, bill)
     if order.total_amount == 0:
         order.status = final_paid_status(order).value
@@ -110,6 +112,12 @@ def _bill(biller: Biller, tariff: Any, inputs: Inputs, place: Place) -> Bill:
     return biller.settle(tariff, inputs.samples, started_ms=inputs.started_ms,
                          ended_ms=inputs.ended_ms, meter_start=inputs.meter_start,
                          meter_stop=inputs.meter_stop, rated_kw=place.rated_kw)
+
+
+def _unpriced(inputs: Inputs) -> Bill:
+    """A free session at a station without a tariff: the energy, no tiers, nothing to pay."""
+    return Bill(energy=inputs.energy.quantize(_ZERO_KWH), electricity_amount=ZERO,
+                service_amount=ZERO, total_amount=ZERO, tiers=[])
 
 
 def write_tiers(session: Session, order: Order, tiers: Any, *, free: bool) -> None:
@@ -153,5 +161,7 @@ def totals_disagree(order: Order) -> bool:
 
 
 def final_paid_status(order: Order) -> OrderStatus:
-    """``disputed`` when the charger's record disagrees on totals, else ``settled``."""
-    return OrderStatus.DISPUTED if totals_disagree(order) else OrderStatus.SETTLED
+    """``disputed`` when the charger's record disagrees on totals (and money is involved),
+    else ``settled``."""
+    return OrderStatus.DISPUTED if totals_disagree(order) and not order.free \
+        else OrderStatus.SETTLED

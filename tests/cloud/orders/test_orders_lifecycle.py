@@ -64,7 +64,7 @@ def test_first_report_wins_and_a_different_one_is_an_anomaly() -> None:
     assert apply_event(o, ev("sessionEnded", changed, msg="z")) == {"conflict": True}
     derive(o)
     assert o.meter_stop == D("2")
-    assert {a["code"] for a in o.anomalies} == {"duplicate_stop", "stop_conflict"}
+    assert {a["code"] for a in o.anomalies} == {"stop_conflict"}
 
 
 def test_open_status() -> None:

@@ -104,24 +104,30 @@ def test_redelivery_resent_record_duplicate_stop_and_shuffles_make_one_debit(
     events = ykc_session(w, trade)
     record = next(e for e in events if e.name == "transactionRecord")
     ended = next(e for e in events if e.name == "sessionEnded")
-    w.service.process(events)
-    w.service.process(events)  # the whole batch redelivered (same message ids)
+    assert w.service.process(events)
+    (settled,) = w.orders()
+    assert w.service.process(events) == set()  # the whole batch redelivered (same ids)
     # a re-sent record (the pile sends 0x3B again: same content, new message)
-    w.service.process([event(w.ykc_gw, w.ykc_device, "transactionRecord", record.params,
-                             record.ts_ms)])
+    assert w.service.process([event(w.ykc_gw, w.ykc_device, "transactionRecord",
+                                    record.params, record.ts_ms)]) == set()
     # a late duplicate stop with a new message id
-    w.service.process([event(w.ykc_gw, w.ykc_device, "sessionEnded", ended.params,
-                             ended.ts_ms + 5000)])
+    assert w.service.process([event(w.ykc_gw, w.ykc_device, "sessionEnded", ended.params,
+                                    ended.ts_ms + 5000)]) == set()
     shuffled = list(events)
     random.Random(7).shuffle(shuffled)
     w.service.process(shuffled)
     (order,) = w.orders()
     assert order.status == OrderStatus.SETTLED
     assert order.total_amount == YKC_TOTAL and order.paid_amount == YKC_TOTAL
+    assert order.version == settled.version and order.anomalies == settled.anomalies
     assert len(w.debits()) == 1
     assert w.balance() == D("200.00") - YKC_TOTAL
-    codes = {a["code"] for a in order.anomalies}
-    assert "duplicate_stop" in codes
+    # a stop that differs from the first is kept as an anomaly, the bill stays
+    other = dict(ended.params, meterStop=D("1060.0000"))
+    w.service.process([event(w.ykc_gw, w.ykc_device, "sessionEnded", other, ended.ts_ms)])
+    (order,) = w.orders()
+    assert [a["code"] for a in order.anomalies] == ["stop_conflict"]
+    assert order.total_amount == YKC_TOTAL and len(w.debits()) == 1
 
 
 def test_out_of_order_delivery_gives_the_same_bill(engine) -> None:  # type: ignore[no-untyped-def]
@@ -176,9 +182,7 @@ def test_offline_session_is_repaired_from_the_charger_record(world: World) -> No
     w = world
     trade = "C" * 32
     record = ykc_record_params(w, trade, tradeType="offline_card")
-    events = [e for e in ykc_session(w, trade, record=record, started=False)
-              if e.name != "sessionEnded"]
-    w.service.process(events)
+    w.service.process(ykc_session(w, trade, record=record, started=False))
     order = w.order(w.ykc_gw, w.ykc_device, trade)
     assert order.status == OrderStatus.SETTLED
     assert order.start_method == "offline" and order.offline
@@ -187,9 +191,9 @@ def test_offline_session_is_repaired_from_the_charger_record(world: World) -> No
     assert order.started_ms == local_ms("2025-01-15 07:30")
     assert order.total_amount == YKC_TOTAL
     # the replayed offline session (the pile resends all of it) changes nothing
-    w.service.process(ykc_session(w, trade, record=record, started=False))
+    assert w.service.process(ykc_session(w, trade, record=record, started=False)) == set()
     assert len(w.debits()) == 1
-    assert w.order(w.ykc_gw, w.ykc_device, trade).version >= order.version
+    assert w.order(w.ykc_gw, w.ykc_device, trade).version == order.version
 
 
 def test_ocpp_offline_zero_baseline_is_repaired(world: World) -> None:
@@ -270,6 +274,22 @@ def test_unknown_card_is_unpaid_with_the_amount_owed(world: World) -> None:
     order = w.order(w.ykc_gw, w.ykc_device, "G" * 32)
     assert order.status == OrderStatus.UNPAID
     assert order.owed_amount == YKC_TOTAL and order.user_id is None
+
+
+def test_offline_free_mode_without_a_tariff_bills_zero(engine) -> None:  # type: ignore[no-untyped-def]
+    w = build_world(engine, mode="offline_free")
+    station = w.catalog.create_station(tenant_id=w.tenant, name="free", lat=31.0, lon=121.0)
+    pile = "32077" + w.pile[5:]
+    w.catalog.register_charger(station_id=station.id, gateway_id=w.ykc_gw, device_id=pile,
+                               protocol="ykc", kind="dc", rated_kw="120",
+                               operating_mode="offline_free")
+    w.service.process([event(w.ykc_gw, f"{pile}01", e.name, e.params, e.ts_ms)
+                       for e in ykc_session(w, "H1" * 16)])
+    order = w.order(w.ykc_gw, f"{pile}01", "H1" * 16)
+    assert order.status == OrderStatus.SETTLED and order.free
+    assert order.energy == D("51.2345") and order.total_amount == 0
+    assert order.tariff_id is None and order.reconciled is None
+    assert w.debits() == []
 
 
 def test_offline_free_mode_bills_zero(engine) -> None:  # type: ignore[no-untyped-def]
