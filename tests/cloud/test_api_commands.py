@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,15 @@ async def test_api_calls_services_and_pushes_desired_state(amqtt_broker: int,
         await cloud.started.wait()
         await eventually(cloud.consumer.connected.is_set)
         await eventually(gateway.ctx.cloud_connected.is_set)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cloud.http_port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cloud.http_port}",
+                                     timeout=30) as http:
+            anonymous = await http.post("/api/v1/devices/gw1/gateway/gw1/services/ping",
+                                        json={"params": {}, "timeout": 5})
+            assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+            token = await http.post("/api/v1/auth/token", data={
+                "username": "admin", "password": os.environ["VOLTMESH_ADMIN_PASSWORD"]})
+            assert token.status_code == 200
+            http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
             ping = await http.post("/api/v1/devices/gw1/gateway/gw1/services/ping",
                                    json={"params": {}, "timeout": 5})
             assert ping.status_code == 200
