@@ -75,6 +75,9 @@ class AlarmSignal(Action):
     debounce_ms: int = 0
     clear_after_ms: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    #: the topic kind it was derived from (``prop``, ``event``, ``state``, ``presence``): a
+    #: clear from periodic telemetry is repeated by the next sample, an event's is not
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

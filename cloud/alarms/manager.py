@@ -382,6 +382,17 @@ class AlarmManager:
             groups.setdefault(signal.dedupe, []).append(signal)
         if rejected:
             self._retry(functools.partial(self._reject, rejected))
+        # the common case by far: a normal telemetry value clears a key that never raised
+        # (every temperature sample below the clear threshold). That costs one SELECT per
+        # batch, not a lock row and a seen-row per signal. Only for telemetry: its next sample
+        # repeats the clear, while an event's clear must be kept for a raise arriving late.
+        only_clears = [d for d, signals in groups.items()
+                       if all(not s.active and s.source == "prop" for s in signals)]
+        if only_clears:
+            known = self._retry(functools.partial(self._known_keys, only_clears))
+            idle = [d for d in only_clears if d not in known]
+            for dedupe in idle:
+                self.metrics.signals.labels(outcome="idle_clear").inc(len(groups.pop(dedupe)))
         transitions: list[Transition] = []
         dedupes = sorted(groups)
         for i in range(0, len(dedupes), _CHUNK):
@@ -390,6 +401,15 @@ class AlarmManager:
             self._retry(functools.partial(self._ensure_keys, list(chunk)))
             transitions += self._retry(functools.partial(self._apply, chunk))
         return transitions
+
+    def _known_keys(self, dedupes: list[str]) -> set[str]:
+        """The dedupe keys that ever raised (have a lock row)."""
+        known: set[str] = set()
+        with self._session() as db:
+            for i in range(0, len(dedupes), _CHUNK):
+                known.update(db.exec(select(AlarmKeyRow.dedupe).where(
+                    col(AlarmKeyRow.dedupe).in_(dedupes[i:i + _CHUNK]))).all())
+        return known
 
     def _reject(self, rejected: list[tuple[Action, str]]) -> None:
         now = self.clock()

@@ -168,7 +168,7 @@ class AlarmBuilder:
             active=active, level=self.level, gw=s.gw, product=s.product, device=s.device,
             ts_ms=s.ts_ms, message=self.message.render(s.ctx, strict=False), value=value,
             debounce_ms=self.debounce_ms, clear_after_ms=self.clear_after_ms,
-            details=_values(self.details, s, report),
+            details=_values(self.details, s, report), source=s.kind,
         )
 
 
