@@ -1,16 +1,25 @@
-"""README command 1: `voltmesh demo` brings the system up; devices are listed online in 30 s."""
+"""README command 1: `voltmesh demo` brings the system up; devices are listed online in 30 s,
+sessions started like the app starts them become settled orders paid from the wallets."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
+from sqlmodel import Session, select
 
+from cloud.accounts.config import AccountsConfig
+from cloud.accounts.models import LedgerEntry, Wallet
+from cloud.accounts.service import AccountService
+from cloud.orders.models import Order
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +82,58 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
             proc.kill()
     text = out.read_text()
     assert '"level": "error"' not in text, text[-3000:]
+
+
+def test_short_demo_settles_orders_paid_from_reconciled_wallets(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    data = tmp_path / "data"
+    env = {**os.environ, "VOLTMESH_DEMO_OPERATOR_INTERVAL": "3"}
+    with out.open("wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voltmesh", "demo", "--duration", "25", "--http-port", "0",
+             "--mqtt-port", "0", "--data-dir", str(data)],
+            cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        login = None
+        while login is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            login = re.search(r"POST (http://\S+)/api/v1/auth/token +username=(\S+) "
+                              r"password=(\S+)", out.read_text())
+        assert login and login.group(2) == "operator", out.read_text()[-3000:]
+        # the printed login works: the operator admin sees its station, orders and alarms
+        base = login.group(1)
+        token = httpx.post(f"{base}/api/v1/auth/token", timeout=30, data={
+            "username": login.group(2), "password": login.group(3)}).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        stations = httpx.get(f"{base}/api/v1/stations", headers=auth, timeout=10).json()
+        assert [s["name"] for s in stations["items"]] == ["Demo Station (Shanghai)"]
+        for path in ("/api/v1/orders", "/api/v1/alarms"):
+            assert httpx.get(base + path, headers=auth, timeout=10).status_code == 200
+        assert proc.wait(150) == 0, out.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    summary = re.search(r"demo finished after 25s: (\d+) devices online, (\d+) orders "
+                        r"settled, revenue (\S+) CNY", text)
+    assert summary, text[-3000:]
+
+    engine = create_engine(f"sqlite:///{data / 'cloud.db'}")
+    with Session(engine) as db:
+        orders = list(db.exec(select(Order).where(Order.gw == "demo-gw")))
+        wallets = list(db.exec(select(Wallet)))
+        entries = list(db.exec(select(LedgerEntry)))
+    settled = [o for o in orders if o.status == "settled"]
+    assert settled, [(o.status, o.status_reason) for o in orders]
+    assert all(o.total_amount and o.total_amount > 0 for o in settled)
+    assert all(o.paid_amount == o.total_amount and o.user_id for o in settled)
+    assert int(summary.group(2)) == len(settled)
+    assert Decimal(summary.group(3)) == sum((o.paid_amount for o in orders), Decimal("0.00"))
+    # the wallets: every paid order is exactly one debit of its amount; ledgers reconcile
+    debits = {e.idempotency_key: -e.amount for e in entries if e.kind == "debit"}
+    assert {f"order:{o.id}": o.paid_amount for o in orders if o.paid_amount > 0} == debits
+    accounts = AccountService(engine, AccountsConfig())
+    assert wallets and all(accounts.reconcile(w.id) for w in wallets)
+    topups = sum((e.amount for e in entries if e.kind == "topup"), Decimal("0.00"))
+    assert sum((w.balance for w in wallets), Decimal("0.00")) == topups - sum(debits.values())
