@@ -55,8 +55,8 @@ PILES, USERS = 50, 100
 
 
 def local_ms(day: int, clock: str) -> int:
-    when = datetime.strptime(f"2025-01-{day:02d} {clock}", "%Y-%m-%d %H:%M")
-    return int(when.replace(tzinfo=TZ).timestamp() * 1000)
+    hour, minute = (int(x) for x in clock.split(":"))
+    return int(datetime(2025, 1, day, hour, minute, tzinfo=TZ).timestamp() * 1000)
 
 
 @contextmanager

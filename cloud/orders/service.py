@@ -178,7 +178,7 @@ class OrderService:
         debit = None
         applied = 0
         rows = _Rows()
-        with Session(self.engine) as s:
+        with Session(self.engine) as s, s.no_autoflush:  # one UPDATE of the order, at commit
             order_id = self._upsert(s, first, place)
             order = lock_order(s, order_id)
             assert order is not None
@@ -381,7 +381,7 @@ class OrderService:
             self.metrics.payments.labels(outcome="error").inc()
             return
         self.metrics.payments.labels(outcome=outcome).inc()
-        with Session(self.engine) as s:
+        with Session(self.engine) as s, s.no_autoflush:
             order = lock_order(s, debit.order_id)
             assert order is not None
             if order.paid_amount > 0 or OrderStatus(order.status) not in _PAYABLE:
