@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -60,9 +60,22 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False}
-    return create_engine(url, **kwargs)
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    engine = create_engine(url, **kwargs)
+    if sqlite and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL: readers never wait for the writer (API reads vs. the consumer's writes);
+            # busy_timeout: writers from several threads queue instead of failing "locked";
+            # synchronous=NORMAL is durable across a process crash in WAL mode
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+    return engine
 
 
 class DeviceRegistry:
@@ -75,6 +88,7 @@ class DeviceRegistry:
         ])
         self._gateways: dict[str, _State] = {}
         self._devices: dict[tuple[str, str, str], _State] = {}
+        self._flush_lock = threading.Lock()
         self._lock = threading.Lock()
         self._load()
 
@@ -153,7 +167,15 @@ class DeviceRegistry:
     # -- write-behind ----------------------------------------------------------------------
 
     def flush(self) -> int:
-        """Write changed rows; returns how many (call from a worker thread)."""
+        """Write changed rows; returns how many (call from a worker thread).
+
+        Flushes are serialized: a flush returns only once what it (or a flush running at the
+        same time) took from memory is committed, so a read after ``flush()`` sees it.
+        """
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             gws = {k: _copy(v) for k, v in self._gateways.items() if v.dirty}
             devs = {k: _copy(v) for k, v in self._devices.items() if v.dirty}
