@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from cloud import db as schema
 from cloud.accounts.api import router as accounts_router
 from cloud.accounts.service import AccountService
 from cloud.actions import Lane, WritePoint
@@ -70,6 +71,9 @@ class CloudService:
         self.metrics = CloudMetrics()
         registry = self.metrics.registry
         self.engine = make_engine(config.database_url)
+        # the schema first: migrate (or adopt a create_all database) before any service
+        # touches the tables; raises cloud.migrations.errors.MigrationError (a CloudError)
+        schema.upgrade(self.engine)
         self.registry = DeviceRegistry(self.engine)
         self.consumer = Consumer(config.mqtt, self.metrics, worker_id=config.worker_id)
 

@@ -39,7 +39,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from voltmesh.demo import run_demo
 
     _run(run_demo(mqtt_port=args.mqtt_port, http_port=args.http_port, duration=args.duration,
-                  data_dir=Path(args.data_dir) if args.data_dir else None))
+                  data_dir=Path(args.data_dir) if args.data_dir else None,
+                  operator_every=args.operator_interval))
     return 0
 
 
@@ -66,11 +67,13 @@ def cmd_cloud(args: argparse.Namespace) -> int:
 
     try:
         config = load_cloud_config(args.config)
+        setup_logging(config.log_format)
+        # migrates the schema, refuses example secrets ...: a clear message and exit 2
+        service = CloudService(config, base_dir=Path(args.config).resolve().parent)
     except CloudError as exc:
         print(f"voltmesh cloud: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_format)
-    _run(CloudService(config, base_dir=Path(args.config).resolve().parent).run())
+    _run(service.run())
     return 0
 
 
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None,
                       help="exit cleanly after SECONDS (for scripts)")
     demo.add_argument("--data-dir", default=None, help="where to keep databases (default: temp)")
+    demo.add_argument("--operator-interval", type=float, default=None,
+                      help="seconds between the demo operator's start/stop steps (default 20)")
     demo.set_defaults(func=cmd_demo)
 
     edge = sub.add_parser("edge", help="run a site gateway")
@@ -121,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(voltmesh rules --help)")
     rules.add_argument("rules_args", nargs=argparse.REMAINDER)
     rules.set_defaults(func=cmd_rules)
+
+    from voltmesh.db_cli import add_parser as add_db_parser
+    from voltmesh.sim_cli import add_parser as add_sim_parser
+
+    add_db_parser(sub)
+    add_sim_parser(sub)
     return parser
 
 
