@@ -2,7 +2,8 @@
 
 ``add_parser(subparsers)`` registers the sub-command on the ``voltmesh`` parser;
 ``python -m voltmesh.sim_cli ...`` runs it alone. Exit codes: 0 the run met its targets,
-1 it did not, 2 bad arguments.
+1 it did not, 2 bad arguments. The simulators (:mod:`sim.fleet`, seconds to import) are only
+imported when the command runs, so registering the parser costs nothing.
 """
 
 from __future__ import annotations
@@ -16,21 +17,10 @@ import signal
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sim.fleet import (
-    FleetError,
-    FleetSpec,
-    Kind,
-    Progress,
-    SpecError,
-    Summary,
-    build_spec,
-    gateway_snippet,
-    provisioning,
-    render_yaml,
-    run_fleet,
-)
+if TYPE_CHECKING:
+    from sim.fleet import FleetSpec, Progress, Summary
 
 __all__ = ["add_parser", "build_parser", "cmd_sim", "main"]
 
@@ -227,18 +217,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log the simulators' connection problems")
 
 
-_SPEC_FIELDS = [name for name in FleetSpec.model_fields if name not in ("ocpp_password_prefix",)]
-
-
 def spec_from_args(args: argparse.Namespace) -> FleetSpec:
     """The validated spec of parsed arguments (:class:`SpecError` naming the option)."""
-    values: dict[str, Any] = {name: getattr(args, name) for name in _SPEC_FIELDS
-                              if hasattr(args, name)}
+    from sim.fleet import FleetSpec, build_spec  # noqa: PLC0415 - see the module docstring
+
+    values: dict[str, Any] = {name: getattr(args, name) for name in FleetSpec.model_fields
+                              if name != "ocpp_password_prefix" and hasattr(args, name)}
     values["ocpp_password_prefix"] = None if args.ocpp_no_auth else args.ocpp_password_prefix
     return build_spec(**values)
 
 
 def _write(path: str, text: str) -> None:
+    from sim.fleet import SpecError  # noqa: PLC0415
+
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -247,6 +238,16 @@ def _write(path: str, text: str) -> None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """Run ``voltmesh sim`` with parsed arguments; the exit code."""
+    from sim.fleet import (  # noqa: PLC0415 - see the module docstring
+        FleetError,
+        Kind,
+        Progress,
+        SpecError,
+        gateway_snippet,
+        provisioning,
+        render_yaml,
+    )
+
     parser: argparse.ArgumentParser | None = getattr(args, "sim_parser", None)
     try:
         spec = spec_from_args(args)
@@ -303,13 +304,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _config_only(spec: FleetSpec, args: argparse.Namespace) -> int:
-    snippet = render_yaml(gateway_snippet(spec))
+    from sim.fleet import gateway_snippet, provisioning, render_yaml  # noqa: PLC0415
+
+    adapters = gateway_snippet(spec)
+    snippet = render_yaml(adapters)
     doc = json.dumps(provisioning(spec), indent=2) + "\n"
     if args.write_gateway_config:
         _write(args.write_gateway_config, snippet)
     if args.write_provisioning:
         _write(args.write_provisioning, doc)
-    if not args.write_gateway_config:
+    if not args.write_gateway_config and adapters["adapters"]:  # chargers only: nothing
         print(snippet, end="")
     if not args.write_provisioning:
         print(doc, end="")
@@ -317,6 +321,8 @@ def _config_only(spec: FleetSpec, args: argparse.Namespace) -> int:
 
 
 async def _run(spec: FleetSpec, progress: Progress, on_ports: Any) -> Summary | None:
+    from sim.fleet import run_fleet  # noqa: PLC0415
+
     stop = asyncio.Event()
     task = asyncio.ensure_future(run_fleet(spec, stop=stop, progress=progress,
                                            on_modbus_ports=on_ports))
