@@ -4,6 +4,8 @@ redeliveries, duplicates and order of arrival."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from decimal import Decimal
 
@@ -430,3 +432,29 @@ def test_sweep_times_out_stale_sessions(world: World) -> None:
     assert order.status == OrderStatus.SETTLED and order.total_amount == OCPP_TOTAL
 
 
+
+
+async def test_run_bills_after_the_grace_and_wakes_watchers(engine) -> None:  # type: ignore[no-untyped-def]
+    """The service's own loop (what CloudService runs in its TaskGroup) bills ended sessions
+    once their grace has passed; without it they would stay ``finished``."""
+    w = build_world(engine, config=OrdersConfig(settle_grace=0.3, settle_interval=0.1,
+                                                watch_poll_interval=30))
+    task = asyncio.create_task(w.service.run())
+    try:
+        await w.service.handle(ykc_session(w, "L" * 32))
+        order = w.order(w.ykc_gw, w.ykc_device, "L" * 32)
+        assert order.status == OrderStatus.FINISHED
+        statuses: list[str] = []
+        async with contextlib.aclosing(w.service.watch(order.id)) as views:
+            async with asyncio.timeout(30):
+                async for view in views:  # the notifier wakes it: the poll is 30 s
+                    statuses.append(view.status)
+                    if view.status == "settled":
+                        break
+        assert statuses[0] == "finished" and statuses[-1] == "settled"
+        order = w.order(w.ykc_gw, w.ykc_device, "L" * 32)
+        assert order.total_amount == YKC_TOTAL and len(w.debits()) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
