@@ -177,18 +177,25 @@ def _tenancy_markers(world: Tenancy, label: str, rows: Seeded) -> None:
     rows.markers.add(world.service.get_tenant(SYSTEM, world.tenant(label)).name)
 
 
-@pytest.fixture(scope="session")
-def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
-    """The integrated app with tenants A, agent-of-A and B seeded."""
-    cloud = make_cloud(tmp_path_factory.mktemp("api-contract"))
+def build_contract(tmp: Path) -> Contract:
+    """A cloud service in ``tmp`` with tenants A, agent-of-A and B seeded."""
+    cloud = make_cloud(tmp)
     world = build_tenancy(cloud.auth)
     seeded: dict[str, Seeded] = {}
     for n, label in enumerate(SEEDED, start=1):
         rows = _seed(cloud, label, world.tenant(label), n)
         _tenancy_markers(world, label, rows)
         seeded[label] = rows
-    yield Contract(cloud, world, seeded)
-    cloud.engine.dispose()
+    return Contract(cloud, world, seeded)
+
+
+@pytest.fixture(scope="session")
+def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
+    """The integrated app with tenants A, agent-of-A and B seeded (read-only use: the fuzzer
+    has its own, see test_openapi_fuzz.py)."""
+    built = build_contract(tmp_path_factory.mktemp("api-contract"))
+    yield built
+    built.cloud.engine.dispose()
 
 
 @pytest.fixture
