@@ -12,6 +12,7 @@ import pytest
 
 from cloud.config import CloudConfig, CloudMqttConfig, HttpConfig
 from cloud.service import CloudService
+from tests.support.api import admin_headers
 from tests.support.mosquitto import USERS, Mosquitto
 from tests.support.net import eventually
 from thingmodels import Envelope, encode
@@ -47,12 +48,14 @@ async def test_malformed_payloads_are_counted_logged_once_and_consumer_goes_on(
                               encode(Envelope.new(p={"power": 3.5})), qos=1)
         base = f"http://127.0.0.1:{cloud.http_port}"
         async with httpx.AsyncClient(base_url=base) as http:
+            admin = await admin_headers(http)
+
             async def listed() -> bool:
-                body = (await http.get("/api/v1/devices")).json()
+                body = (await http.get("/api/v1/devices", headers=admin)).json()
                 return bool(body["items"]) and body["items"][0]["properties"] == {"power": 3.5}
             await eventually(listed, timeout=10)
             metrics = (await http.get("/metrics")).text
-            devices = (await http.get("/api/v1/devices")).json()["items"]
+            devices = (await http.get("/api/v1/devices", headers=admin)).json()["items"]
             health = (await http.get("/healthz")).json()
     finally:
         task.cancel()

@@ -20,6 +20,7 @@ from cloud.accounts.config import AccountsConfig
 from cloud.accounts.models import LedgerEntry, Wallet
 from cloud.accounts.service import AccountService
 from cloud.orders.models import Order
+from tests.support.api import admin_headers_sync
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,9 +37,12 @@ def test_demo_lists_simulated_devices_online_within_30s(tmp_path: Path) -> None:
     try:
         start = time.monotonic()
         online: list[dict[str, object]] = []
+        headers: dict[str, str] | None = None
         while time.monotonic() - start < 30:
             try:
-                items = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/devices",
+                base = f"http://127.0.0.1:{http_port}"
+                headers = headers or admin_headers_sync(base)
+                items = httpx.get(f"{base}/api/v1/devices", headers=headers,
                                   timeout=2).json()["items"]
                 online = [d for d in items if d["online"]]
                 if len(online) >= 12:
@@ -126,7 +130,9 @@ def test_short_demo_settles_orders_paid_from_reconciled_wallets(tmp_path: Path) 
         entries = list(db.exec(select(LedgerEntry)))
     settled = [o for o in orders if o.status == "settled"]
     assert settled, [(o.status, o.status_reason) for o in orders]
-    assert all(o.total_amount and o.total_amount > 0 for o in settled)
+    # a session stopped before any energy flowed is settled at 0.00; at least one was billed
+    assert all(o.total_amount is not None and o.total_amount >= 0 for o in settled)
+    assert any(o.total_amount and o.total_amount > 0 for o in settled)
     assert all(o.paid_amount == o.total_amount and o.user_id for o in settled)
     assert int(summary.group(2)) == len(settled)
     assert Decimal(summary.group(3)) == sum((o.paid_amount for o in orders), Decimal("0.00"))
