@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError, StatementError
 
 from cloud.api.commands import CommandStore
 from cloud.api.commands import router as commands_router
@@ -55,6 +56,21 @@ def create_app(registry: DeviceRegistry, metrics: CloudMetrics, *,
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"error": "bad_request", "detail": str(exc)})
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # an integer parameter beyond what the database stores (64 bits): the caller's error
+        return JSONResponse(status_code=400, content={
+            "error": "bad_request", "detail": "a number is out of range (at most 2**63-1)"})
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError):
+            return await _overflow(request, exc.orig)
+        if isinstance(exc, DataError):  # PostgreSQL: "integer out of range" and the like
+            return JSONResponse(status_code=400, content={
+                "error": "bad_request", "detail": "a value is out of range for the database"})
+        raise exc
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

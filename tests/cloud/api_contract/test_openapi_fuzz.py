@@ -119,10 +119,7 @@ def test_as_operator(case: Case) -> None:
     case.call_and_validate(headers=OPERATOR, checks=CHECKS)
 
 
-@pytest.mark.parametrize(("method", "url"), [
-    pytest.param(m, u, marks=pytest.mark.xfail(
-        strict=True, reason="F2: integer beyond BIGINT -> OverflowError -> 500"))
-    for m, u in F2_CASES])
+@pytest.mark.parametrize(("method", "url"), F2_CASES)
 def test_integer_beyond_bigint_is_a_client_error(method: str, url: str) -> None:
     with TestClient(FUZZED.cloud.app, raise_server_exceptions=False) as client:
         r = client.request(method, url, headers=ADMIN,
