@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import tempfile
 import time
@@ -163,11 +164,11 @@ async def run(kind: str, url: str, sessions: int, batch: int, workers: int) -> d
         for chunk in batches[index::workers]:
             await services[index].handle(chunk)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     async with asyncio.TaskGroup() as tg:
         for i in range(workers):
             tg.create_task(worker(i), name=f"orders-{i}")
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     engine = services[0].engine
     with Session(engine) as s:
         settled = s.exec(select(func.count()).select_from(Order)
@@ -181,7 +182,12 @@ async def run(kind: str, url: str, sessions: int, batch: int, workers: int) -> d
                          f"{sessions} sessions")
     return {"db": kind, "workers": workers, "sessions": sessions, "events": len(events),
             "seconds": round(elapsed, 2), "orders_per_s": round(sessions / elapsed, 1),
-            "events_per_s": round(len(events) / elapsed, 1)}
+            "events_per_s": round(len(events) / elapsed, 1),
+            # CPU of this process (the service, SQLAlchemy, the driver; not the PostgreSQL
+            # server): what one core of cloud worker sustains, less sensitive to a busy machine
+            "cpu_ms_per_order": round(cpu * 1000 / sessions, 1),
+            "orders_per_cpu_s": round(sessions / cpu, 1) if cpu else None,
+            "load": round(os.getloadavg()[0], 1)}
 
 
 def main() -> None:
