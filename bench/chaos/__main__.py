@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="voltmesh-chaos-"))
     try:
-        verdict = asyncio.run(run_drill(spec, workdir, postgres=not args.sqlite))
+        verdict = asyncio.run(run_drill(spec, workdir, postgres=not args.sqlite,
+                                          keep_failed_database=True))
     except ChaosError as exc:
         print(f"CHAOS ERROR: the drill could not run: {exc} (logs in {workdir})", flush=True)
         return 2

@@ -228,8 +228,11 @@ async def _settle(cloud: CloudService, ledger: Path, timeout: float, say: Say) -
 
 
 async def run_drill(spec: DrillSpec, workdir: Path, *, postgres: bool = True,
-                    say: Say = _say) -> Verdict:
-    """Run one drill in ``workdir`` (logs, configs, ledger and an orders dump stay there)."""
+                    keep_failed_database: bool = False, say: Say = _say) -> Verdict:
+    """Run one drill in ``workdir`` (logs, configs, ledger and an orders dump stay there).
+
+    The PostgreSQL database is dropped at the end unless the verdict fails and
+    ``keep_failed_database`` is set (its URL is said then)."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     started = time.monotonic()
     broker = Mosquitto(workdir / "broker")
@@ -289,7 +292,7 @@ async def run_drill(spec: DrillSpec, workdir: Path, *, postgres: bool = True,
         verdict.chaos = chaos.describe()
         verdict.lost += [f"chaos step failed: {p}" for p in chaos.problems]
         verdict.seconds = time.monotonic() - started
-        if not verdict.ok and db.pg_name is not None:
+        if keep_failed_database and not verdict.ok and db.pg_name is not None:
             keep, db = db, None  # kept for the investigation
             say(f"database kept for investigation: {keep.url}")
         return verdict

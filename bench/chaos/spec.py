@@ -63,5 +63,5 @@ def small_spec(**overrides: object) -> DrillSpec:
     kills."""
     base = DrillSpec(duration=60.0, ykc=2, ocpp=2, broker_restarts=1, cloud_kills=1,
                      gateway_kills=1, sessions_per_hour=300.0, session_minutes=0.1,
-                     drain_timeout=60.0, settle_timeout=60.0)
+                     drain_timeout=40.0, settle_timeout=40.0)
     return replace(base, **overrides)  # type: ignore[arg-type]
