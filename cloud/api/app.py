@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -19,7 +21,15 @@ from sqlalchemy.exc import DataError, StatementError
 
 from cloud.api.commands import CommandStore
 from cloud.api.commands import router as commands_router
-from cloud.api.devices import DesiredAck, DeviceList, DeviceOut, ServiceCall, ServiceResult
+from cloud.api.devices import (
+    DesiredAck,
+    DeviceList,
+    DeviceOut,
+    ServiceCall,
+    ServiceResult,
+    error_response,
+)
+from cloud.api.devices import _explain as explain_validation
 from cloud.api.devices import router as devices_router
 from cloud.api.stats import router as stats_router
 from cloud.metrics import CloudMetrics
@@ -52,6 +62,36 @@ def create_app(registry: DeviceRegistry, metrics: CloudMetrics, *,
     app.state.registry = registry
     app.state.device_calls = commands
     app.state.command_store = CommandStore(registry.engine)
+
+    def openapi() -> dict[str, Any]:
+        """The document, with 422 declared as what the API sends: ``{"error", "detail"}``."""
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorBody"] = {
+            "title": "ErrorBody", "type": "object", "required": ["error", "detail"],
+            "properties": {"error": {"type": "string", "description": "a stable error code"},
+                           "detail": {"description": "what was wrong, for people"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                response = operation.get("responses", {}).get("422")
+                if isinstance(response, dict):
+                    response["description"] = "The request is invalid"
+                    response["content"] = {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # every router answers invalid input alike, as the OpenAPI document declares
+        return error_response(422, "invalid_request", explain_validation(exc))
 
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
