@@ -125,8 +125,8 @@ async def test_remote_start_stop_bills_exactly_one_order(amqtt_broker: int,
                 entry = pile.entry(trade) if pile is not None else None
                 return entry is not None and entry.total_energy_kwh4 > 500  # 0.05 kWh, ~6 s
 
-            await eventually(charged, timeout=30)
-            await eventually(lambda: _order_status(cloud, trade) == "charging", timeout=30)
+            await eventually(charged, timeout=90)
+            await eventually(lambda: _order_status(cloud, trade) == "charging", timeout=90)
 
             stop = _ok(await http.post("/api/v1/commands/stop", json={
                 "code": CODE, "userId": user}, headers={**admin, "Idempotency-Key": "t-1"}))
@@ -144,7 +144,7 @@ async def test_remote_start_stop_bills_exactly_one_order(amqtt_broker: int,
                                   headers={**admin, "Idempotency-Key": "t-2"})
             assert dup.status_code == 200 and dup.json()["id"] != stop["id"]
 
-            await eventually(lambda: _order_status(cloud, trade) == "settled", timeout=30)
+            await eventually(lambda: _order_status(cloud, trade) == "settled", timeout=90)
             await asyncio.sleep(2.0)  # a second order or debit would have been made by now
             orders = _ok(await http.get("/api/v1/orders", headers=admin,
                                         params={"device": CONNECTOR}))

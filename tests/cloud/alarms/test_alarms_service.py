@@ -42,6 +42,11 @@ async def test_signals_through_the_sink_lane_reach_a_webhook(engine: Engine) -> 
             await sinks.dispatch([signal(False, now_ms(), device="bay3", type="fuelCar",
                                          level="critical")])
             await eventually(lambda: len(hook.requests) == 2, timeout=30)
+            # the channel counts "sent" once it has the server's answer, after the server
+            # recorded the request
+            await eventually(lambda: 'voltmesh_alarm_notifications_total{channel="webhook1",'
+                             'outcome="sent"} 2.0' in generate_latest(registry).decode(),
+                             timeout=30)
         finally:
             for task in tasks:
                 task.cancel()
