@@ -8,4 +8,5 @@ scripts/bootstrap.sh
 echo "== ruff" && .venv/bin/ruff check .
 echo "== mypy --strict" && .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest "$@"
+# the slowest tests are listed at the end, so a growing run shows where the time goes
+.venv/bin/pytest --durations=25 "$@"
