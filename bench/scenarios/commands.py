@@ -33,12 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start+stop rounds per pile and phase (5)")
     parser.add_argument("--concurrency", type=int, default=None, help="piles in parallel (10)")
     parser.add_argument("--load-rate", type=float, default=None,
-                        help="ingest messages/s during the loaded phase (500)")
+                        help="ingest messages/s during the loaded phase (50; keep it below what "
+                             "the worker sustains, see docs/benchmarks.md, or replies queue "
+                             "behind the backlog and commands time out)")
 
 
 def _sizes(args: argparse.Namespace) -> tuple[int, int, int, float]:
-    small = (4, 2, 4, 100.0)
-    real = (20, 5, 10, 500.0)
+    small = (4, 2, 4, 50.0)
+    real = (20, 5, 10, 50.0)
     base = small if args.small else real
     return (args.piles or base[0], args.rounds or base[1], args.concurrency or base[2],
             args.load_rate if args.load_rate is not None else base[3])

