@@ -18,10 +18,12 @@ from bench.chaos.errors import ChaosError
 from bench.chaos.spec import DrillSpec, small_spec
 from bench.mosquitto import mosquitto_binary
 
+HELP = ("chaos drill: sessions under broker restarts and cloud / gateway SIGKILLs, then "
+        "the chargers' ledger against the orders")
 
-def parse(argv: Sequence[str] | None = None) -> tuple[DrillSpec, argparse.Namespace]:
-    """The drill's spec from the command line (ChaosError for values the spec refuses)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The drill's options (also for a ``voltmesh bench chaos`` sub-parser)."""
     parser.add_argument("--small", action="store_true",
                         help="2 YKC + 2 OCPP chargers, ~60 s, 1 broker restart, both kills")
     parser.add_argument("--duration", type=float, help="seconds of sessions under chaos")
@@ -33,30 +35,40 @@ def parse(argv: Sequence[str] | None = None) -> tuple[DrillSpec, argparse.Namesp
                         help="SQLite instead of a fresh PostgreSQL database")
     parser.add_argument("--workdir", type=Path,
                         help="keep configs, logs, ledger and the orders dump here")
-    args = parser.parse_args(argv)
+
+
+def spec_of(args: argparse.Namespace) -> DrillSpec:
+    """The drill's spec from parsed options (ChaosError for values the spec refuses)."""
     spec = small_spec() if args.small else DrillSpec()
     changes = {name: getattr(args, name) for name in
                ("duration", "ykc", "ocpp", "broker_restarts", "seed")
-               if getattr(args, name) is not None}
-    return replace(spec, **changes), args
+               if getattr(args, name, None) is not None}
+    return replace(spec, **changes)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the drill; the exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def parse(argv: Sequence[str] | None = None) -> tuple[DrillSpec, argparse.Namespace]:
+    """The drill's spec and options from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return spec_of(args), args
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run the drill for parsed options; the exit code (0 PASS, 1 FAIL, 2 could not run)."""
     try:
-        spec, args = parse(argv)
+        spec = spec_of(args)
     except ChaosError as exc:
-        print(f"python -m bench.chaos: {exc}", file=sys.stderr)
+        print(f"chaos drill: {exc}", file=sys.stderr)
         return 2
     if mosquitto_binary() is None:
-        print("python -m bench.chaos: mosquitto is not installed "
-              "(scripts/install-system-deps.sh)", file=sys.stderr)
+        print("chaos drill: mosquitto is not installed (scripts/install-system-deps.sh)",
+              file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="voltmesh-chaos-"))
     try:
         verdict = asyncio.run(run_drill(spec, workdir, postgres=not args.sqlite,
-                                          keep_failed_database=True))
+                                        keep_failed_database=True))
     except ChaosError as exc:
         print(f"CHAOS ERROR: the drill could not run: {exc} (logs in {workdir})", flush=True)
         return 2
@@ -65,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(verdict.line(), flush=True)
     print(f"(configs, logs, ledger and orders in {workdir})", flush=True)
     return 0 if verdict.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.chaos ...``: the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    add_arguments(parser)
+    return run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
