@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from cloud.catalog.models import CATALOG_TABLES
 from cloud.registry import DeviceRow, GatewayRow, make_engine
-
-PG_ADMIN = os.environ.get("VOLTMESH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.support.postgres import pg_database
 
 
 @pytest.fixture(scope="session")
 def catalog_pg_url() -> Iterator[str]:
     """A uniquely named PostgreSQL database for this test session (dropped at the end)."""
-    try:
-        admin = make_engine(PG_ADMIN)
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must answer under CI=true: {exc}")
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN} ({exc}); the SQLite variant still runs")
-    name = f"vm_catalog_{uuid.uuid4().hex[:12]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    yield from pg_database("catalog")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
