@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -181,6 +182,8 @@ class PileSession:
     pending: dict[tuple[int, str], asyncio.Future[Message]] = field(default_factory=dict)
     active_trades: dict[int, str] = field(default_factory=dict)
     closed: bool = False
+    #: work that waits for the cloud (card starts): it must not hold up the read loop
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def ctx(self) -> EdgeContext:
@@ -224,11 +227,31 @@ class PileSession:
         else:
             self.adapter.unsolicited += 1
 
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(work, name=f"ykc-{self.pile}-{what}")
+        self.background.add(task)
+        task.add_done_callback(functools.partial(self._background_done, what))
+
+    def _background_done(self, what: str, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, PayloadError):
+            self.adapter.count("ykc_unmappable")
+            self.ctx.stats.inc("malformed_frames")
+            log.warning("pile %s frame %s does not map: %s", self.pile, what, exc)
+        elif exc is not None:
+            self.adapter.count("ykc_session_crashes")
+            log.error("pile %s: handling %s failed", self.pile, what, exc_info=exc)
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         if not self.closed:
             self.closed = True
             self.writer.close()
+            for task in self.background:
+                task.cancel()
             for future in self.pending.values():
                 if not future.done():
                     future.set_exception(DeviceOffline("connection closed"))
@@ -335,7 +358,9 @@ class PileSession:
             case TransactionRecord():
                 await self.record(frame, msg)
             case ChargerStartRequest() | ParallelStartRequest():
-                await self.card_start(frame, msg)
+                # the decision may wait up to authorize_timeout for the cloud; meanwhile the
+                # pile's heartbeats and real-time data are answered as usual
+                self._in_background(self.card_start(frame, msg), f"0x{frame.frame_type:02X}")
             case ParkingLockStatus():
                 lock = connector_id(self.pile, msg.gun)
                 await self.ctx.presence("parking_lock", lock, True, src=self.src)

@@ -212,3 +212,37 @@ async def test_card_start_offline_fallback_and_record_confirmed_once(
     assert rec.p["meterStart"] == "500.0000" and rec.p["tradeType"] == "card"
     assert len(events(gateway, "sessionEnded")) == 1
     assert gateway.ctx.stats.counters["ykc_record_resent"] == 2
+
+
+async def test_heartbeats_are_answered_while_a_card_start_waits_for_the_cloud(
+        amqtt_broker: int, tmp_path: Path) -> None:
+    # the cloud link is up but nobody answers: the card start waits authorize_timeout
+    config = GatewayConfig(
+        gateway_id="gw-wait", mqtt=MqttConfig(port=amqtt_broker, backoff_max=0.5),
+        outbox=OutboxConfig(path=str(tmp_path / "o.db")),
+        adapters=AdaptersConfig(ykc=YkcConfig(port=0, heartbeat_interval=5,
+                                              authorize_timeout=2.0)))
+    gw = EdgeGateway(config)
+    gw.ctx.set_desired("gateway", "gw-wait", 1, {
+        "version": 1, "devices": [{"product": "charger", "id": PILE, "protocol": "ykc"}],
+        "tariff": TARIFF,
+        "cards": [{"physical": "D14B0A54", "logical": "1000000573", "status": "active"}]})
+    task = asyncio.create_task(gw.run())
+    try:
+        await eventually(gw.adapters[0].ready.is_set)  # type: ignore[attr-defined]
+        await eventually(gw.ctx.cloud_connected.is_set)
+        pile = await Pile.connect(port_of(gw))
+        pile.send(login())
+        await pile.expect(LoginReply)
+        pile.send(ChargerStartRequest(pile_code=PILE, gun=1, start_mode=1, password_required=0,
+                                      account_or_card="00000000D14B0A54",
+                                      password_md5=b"\0" * 16, vin=""))
+        pile.send(Heartbeat(pile_code=PILE, gun=1, gun_status=0))
+        await pile.expect(HeartbeatReply, timeout=10)
+        # the heartbeat was answered first: the start decision is still pending
+        assert not any(isinstance(m, ChargerStartReply) for m in pile.inbox)
+        start = await pile.expect(ChargerStartReply, timeout=10)
+        assert start.authorized == 1  # decided from the local list after the timeout
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
