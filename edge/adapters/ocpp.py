@@ -26,6 +26,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import ssl
 from collections import OrderedDict
@@ -69,7 +70,7 @@ from bridges.ocpp.responses import (
     transaction_event_response,
 )
 from bridges.ocpp.services import service_output, service_request
-from bridges.ocpp.sessions import start_transaction_key
+from bridges.ocpp.sessions import SessionState, start_transaction_key
 from bridges.ocpp.translation import MessageKind, ThingMessage
 from bridges.ocpp.translator import ChargePointTranslator
 from bridges.ocpp.versions import SUBPROTOCOLS, OcppVersion
@@ -222,6 +223,8 @@ class ChargePointConnection:
         if call.action == "StartTransaction":
             tx_id = self.adapter.transaction_id(start_transaction_key(cp, call.payload))
         translation = self.translator.translate(call, receive_ms=now, transaction_id=tx_id)
+        # before anything is answered: a gateway restarted after this still knows the session
+        self.adapter.persist_sessions(self.translator)
         decision: dict[str, Any] | None = None
         for message in translation.messages:
             reply = await self._emit(message)
@@ -360,6 +363,7 @@ class OcppAdapter(Adapter):
         self.ready = asyncio.Event()
         self._auth_cache: dict[str, int] = {}
         self._translators: dict[str, ChargePointTranslator] = {}
+        self._persisted: dict[str, tuple[tuple[str, bool], ...]] = {}
 
     def count(self, name: str) -> None:
         """Count in the gateway's stats."""
@@ -393,8 +397,34 @@ class OcppAdapter(Adapter):
         """The charge point's translator, kept across its connections (same version)."""
         held = self._translators.get(cp_id)
         if held is None or held.version is not version:
-            held = self._translators[cp_id] = ChargePointTranslator(cp_id, version)
+            held = self._translators[cp_id] = ChargePointTranslator(
+                cp_id, version, sessions=self._stored_sessions(cp_id, version))
         return held
+
+    def _stored_sessions(self, cp_id: str, version: OcppVersion) -> list[SessionState]:
+        """The sessions persisted for a charge point (a restarted gateway still knows them)."""
+        assert self.ctx is not None
+        raw = self.ctx.outbox.kv_get(f"ocpp/sessions/{cp_id}")
+        if raw is None:
+            return []
+        try:
+            states = [SessionState.from_dict(d) for d in json.loads(raw)]
+        except (ValueError, TypeError, KeyError) as exc:
+            self.count("ocpp_bad_stored_sessions")
+            log.warning("stored sessions of %s unreadable: %s", cp_id, exc)
+            return []
+        return [s for s in states if s.version is version]
+
+    def persist_sessions(self, translator: ChargePointTranslator) -> None:
+        """Persist a charge point's sessions when one started or ended (not on every sample)."""
+        assert self.ctx is not None
+        cp_id = translator.charge_point_id
+        marks = tuple((s.session_id, s.ended) for s in translator.sessions.values())
+        if self._persisted.get(cp_id) == marks:
+            return
+        self.ctx.outbox.kv_set(f"ocpp/sessions/{cp_id}", json.dumps(
+            [s.to_dict() for s in translator.export_sessions()]).encode())
+        self._persisted[cp_id] = marks
 
     def remember(self, id_tag: str, seconds: float = 3600.0) -> None:
         """Put a tag the cloud accepted (or started a session for) into the auth cache."""

@@ -26,7 +26,7 @@ from edge.config import GatewayConfig, MqttConfig, OutboxConfig
 from edge.runtime import EdgeGateway
 from sim.ocpp import OcppChargePointSim, SimConfig
 from tests.support.net import eventually, free_port
-from thingmodels import Envelope, Topic
+from thingmodels import Envelope, Topic, decode
 
 CHARGERS = {"CP16": ("1.6", "CP16-1"), "CP201": ("2.0.1", "CP201-1")}
 
@@ -273,3 +273,39 @@ async def test_open_transaction_survives_a_reconnect(tmp_path: Path) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert names == ["sessionStarted", "sessionUpdated", "sessionEnded"]
+
+
+async def test_open_transaction_survives_a_gateway_restart(tmp_path: Path) -> None:
+    """OCPP 1.6: the gateway process dies with a transaction open (chaos drill finding); after
+    the restart the charger's StopTransaction still ends that session."""
+    doc = {"devices": [{"product": "charger", "id": "RS1", "protocol": "ocpp"}]}
+    config = OcppConfig(port=0, security_profile=0)
+    gateway, adapter, task = await _gateway(tmp_path, config, doc)
+    try:
+        url = f"ws://127.0.0.1:{adapter.port}/ocpp/RS1"
+        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps([2, "s1", "StartTransaction", {
+                "connectorId": 1, "idTag": "CARD-1", "meterStart": 1000,
+                "timestamp": "2026-11-23T10:00:00.000Z"}]))
+            started = json.loads(await ws.recv())
+        assert started[0] == 3, started
+        tx = started[2]["transactionId"]
+    finally:
+        task.cancel()  # the process goes away; only the outbox file remains
+        await asyncio.gather(task, return_exceptions=True)
+    gateway, adapter, task = await _gateway(tmp_path, config, doc)
+    try:
+        url = f"ws://127.0.0.1:{adapter.port}/ocpp/RS1"
+        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps([2, "s2", "StopTransaction", {
+                "transactionId": tx, "meterStop": 6000, "reason": "Local",
+                "timestamp": "2026-11-23T10:30:00.000Z"}]))
+            stopped = json.loads(await ws.recv())
+        assert stopped[0] == 3, f"the restarted gateway forgot the transaction: {stopped}"
+        ended = [decode(r.payload) for r in gateway.outbox.peek(1000)
+                 if r.topic.endswith("/event/sessionEnded")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(ended) == 1 and ended[0].p is not None
+    assert Decimal(ended[0].p["energy"]) == Decimal("5") and ended[0].p["idTag"] == "CARD-1"
