@@ -87,7 +87,10 @@ def cloud_config(db: Database, broker_port: int, http_port: int,
     return {
         "worker_id": "chaos-cloud",
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "username": "cloud",
-                 "password": USERS["cloud"], "backoff_max": 1.0},
+                 "password": USERS["cloud"], "backoff_max": 1.0,
+                 # one worker: plain subscriptions, which Mosquitto keeps across its restarts
+                 # (shared ones it does not: docs/scale-out.md "Known gap")
+                 "shared_group": None},
         "database_url": db.url,
         "http": {"host": "127.0.0.1", "port": http_port},
         "log_format": "console",

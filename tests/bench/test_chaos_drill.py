@@ -129,17 +129,7 @@ def test_command_line() -> None:
     assert sorted(actions) == ["broker", "cloud", "gateway"]
 
 
-# the drill found a real loss: a 1.6 session open across a gateway SIGKILL is never billed
-GATEWAY_LOSES_OCPP16_SESSIONS = (
-    "edge/adapters/ocpp.py keeps the OCPP sessions (ChargePointTranslator, _translators) in "
-    "memory only: after the gateway is killed and restarted, the StopTransaction of a 1.6 "
-    "session started before the kill is refused (FormationViolation 'StopTransaction for "
-    "unknown transaction N and no connector known'), no sessionEnded reaches the cloud and "
-    "the order stays 'charging' (lost); seen in every drill run so far (4 of 4)")
-
-
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=GATEWAY_LOSES_OCPP16_SESSIONS)
 async def test_small_drill_loses_nothing(tmp_path: Path) -> None:
     if mosquitto_binary() is None:
         if IN_CI:
