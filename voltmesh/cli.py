@@ -127,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("rules_args", nargs=argparse.REMAINDER)
     rules.set_defaults(func=cmd_rules)
 
+    from voltmesh.bench_cli import add_parser as add_bench_parser
     from voltmesh.db_cli import add_parser as add_db_parser
     from voltmesh.sim_cli import add_parser as add_sim_parser
 
     add_db_parser(sub)
     add_sim_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
