@@ -4,7 +4,8 @@ With ``protocol: auto`` the worker first connects with MQTT 5; a broker that ref
 gets MQTT 3.1.1 and plain subscriptions, so the embedded default runs one worker. On MQTT 5
 (Mosquitto, EMQX) uplink filters are subscribed as ``$share/{group}/...``: N workers split the load
 and nothing in a worker depends on seeing every message. Service replies are subscribed without
-sharing, so the worker that sent a call always sees its reply.
+sharing, on a connection of their own, so the worker that sent a call always sees its reply and
+never behind a backlog of telemetry.
 
 Every message is decoded (topic grammar, envelope); malformed ones are counted in ``/metrics``
 by reason, logged once per (gateway, reason), and dropped: the consumer keeps going.
@@ -97,6 +98,7 @@ class Consumer:
         self.peers: dict[str, bool] = {}
         self.adopted: dict[str, asyncio.Task[None]] = {}
         self._peer_changed = asyncio.Event()
+        self._replies_ready = asyncio.Event()
 
     @property
     def client_id(self) -> str:
@@ -168,6 +170,7 @@ class Consumer:
         async with asyncio.TaskGroup() as tg:
             if takeover:
                 tg.create_task(self._adopt_orphans(), name="session-takeover")
+            tg.create_task(self._replies_loop(use_v5), name="service-replies")
             while True:
                 protocol = aiomqtt.ProtocolVersion.V5 if use_v5 else aiomqtt.ProtocolVersion.V311
                 will = aiomqtt.Will(self._presence_topic(), self._presence(False), qos=1,
@@ -177,7 +180,8 @@ class Consumer:
                         attempt = 0
                         self._client = client
                         self.metrics.mqtt_connects.inc()
-                        await self._subscribe(client, v5=use_v5)
+                        await self._subscribe(client, v5=use_v5, replies=False)
+                        await self._replies_ready.wait()  # a call's reply must find us
                         if takeover:
                             await client.subscribe(f"{WORKERS_PREFIX}/+", qos=1)
                             await client.publish(self._presence_topic(), self._presence(True),
@@ -198,6 +202,35 @@ class Consumer:
                 await asyncio.sleep(random.uniform(0, min(  # noqa: S311
                     self.config.backoff_max, 0.5 * 2 ** min(attempt, 10))))
                 attempt += 1
+
+    async def _replies_loop(self, v5: bool) -> None:
+        """Service replies on a connection of their own (clean session: they answer calls of
+        this process only), so a reply never waits behind a telemetry backlog in the main
+        session's in-order stream."""
+        attempt = 0
+        protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+        cfg = self.config
+        while True:
+            try:
+                async with aiomqtt.Client(
+                        cfg.host, cfg.port, username=cfg.username, password=cfg.password,
+                        identifier=f"{self.client_id}-replies", protocol=protocol,
+                        clean_session=None if v5 else True, keepalive=cfg.keepalive,
+                        timeout=10, max_queued_incoming_messages=0,
+                        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                ) as client:
+                    attempt = 0
+                    await client.subscribe(_REPLIES, qos=1)
+                    self._replies_ready.set()
+                    async for message in client.messages:
+                        await self.on_message(message.topic.value, message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning("cloud replies connection lost: %s", exc)
+            finally:
+                self._replies_ready.clear()
+            await asyncio.sleep(random.uniform(0, min(  # noqa: S311
+                cfg.backoff_max, 0.5 * 2 ** min(attempt, 10))))
+            attempt += 1
 
     async def _consume(self, client: aiomqtt.Client, *, adopted: str | None = None) -> None:
         """Hand every message to the handlers; acknowledge in order once its work is done."""
