@@ -45,6 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
         scenario.add_arguments(parser)
         parser.set_defaults(func=cmd_bench)
+    from bench.chaos import __main__ as chaos_cli  # noqa: PLC0415 - heavy, only when asked
+
+    chaos = scenarios.add_parser("chaos", help=chaos_cli.HELP, description=chaos_cli.HELP)
+    chaos_cli.add_arguments(chaos)
+    chaos.set_defaults(func=chaos_cli.run_args)
     return bench  # type: ignore[no-any-return]
 
 
