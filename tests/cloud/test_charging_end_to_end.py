@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import Session, select
 
 from cloud.accounts.models import LedgerEntry
@@ -31,10 +32,11 @@ from edge.config import AdaptersConfig, GatewayConfig, MqttConfig, OutboxConfig,
 from edge.runtime import EdgeGateway
 from sim.ykc import PileConfig, SimPile
 from tests.edge.test_ykc_end_to_end import DropFirstConfirm
+from tests.support.mosquitto import USERS, Mosquitto
 from tests.support.net import eventually
 
 REPO = Path(__file__).resolve().parents[2]
-GW = "gwE2E"
+GW = "gwA"  # a gateway user of the shipped Mosquitto config (tests/support/mosquitto.py)
 PILE = "32010200000707"
 CONNECTOR = PILE + "01"
 CODE = "E2E0707"
@@ -56,15 +58,18 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json()
 
 
-async def test_remote_start_stop_bills_exactly_one_order(amqtt_broker: int,
+@pytest.mark.mosquitto
+async def test_remote_start_stop_bills_exactly_one_order(mosquitto: Mosquitto,
                                                          tmp_path: Path) -> None:
     cloud = CloudService(CloudConfig(
-        worker_id="e2e", mqtt=CloudMqttConfig(port=amqtt_broker, client_id="e2e-cloud"),
+        worker_id="e2e", mqtt=CloudMqttConfig(
+            port=mosquitto.port, username="cloud", password=USERS["cloud"],
+            client_id="e2e-cloud", shared_group=None),
         database_url=f"sqlite:///{tmp_path / 'cloud.db'}", http=HttpConfig(port=0),
         flush_interval=0.1, rules=RulesConfig(paths=[str(REPO / "config" / "rules")]),
         orders=OrdersConfig(settle_grace=0.5, settle_interval=0.2)), base_dir=REPO)
     gateway = EdgeGateway(GatewayConfig(
-        gateway_id=GW, mqtt=MqttConfig(port=amqtt_broker, backoff_max=0.5),
+        gateway_id=GW, mqtt=MqttConfig(port=mosquitto.port, password=USERS["gwA"], backoff_max=0.5),
         outbox=OutboxConfig(path=str(tmp_path / "outbox.db")),
         adapters=AdaptersConfig(ykc=YkcConfig(port=0, heartbeat_interval=2))))
     tasks = [asyncio.create_task(cloud.run()), asyncio.create_task(gateway.run())]

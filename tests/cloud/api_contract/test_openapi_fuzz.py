@@ -56,7 +56,17 @@ def conforms_to_schema(ctx: CheckContext, response: Response, case: Case
     return response_schema_conformance(ctx, response, case)
 
 
-CHECKS: list[CheckFunction] = [not_a_server_error, conforms_to_schema]
+@schemathesis.check
+def no_server_error(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """``not_a_server_error``, except the documented 503 ``unavailable`` of the endpoints that
+    need the broker: this in-process app is never connected to one (a real answer, not a bug)."""
+    if response.status_code == 503 and _project_error(response) and \
+            response.json()["error"] == "unavailable":
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
+CHECKS: list[CheckFunction] = [no_server_error, conforms_to_schema]
 
 INT64 = 2**63 - 1
 BIG = str(INT64 + 1)
