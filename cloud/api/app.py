@@ -27,10 +27,9 @@ from cloud.api.devices import (
     DeviceOut,
     ServiceCall,
     ServiceResult,
-    error_response,
 )
-from cloud.api.devices import _explain as explain_validation
 from cloud.api.devices import router as devices_router
+from cloud.api.errors import error_response, explain_validation
 from cloud.api.stats import router as stats_router
 from cloud.metrics import CloudMetrics
 from cloud.registry import DeviceRegistry

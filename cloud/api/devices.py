@@ -19,10 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from cloud.api.errors import error_response, explain_validation
 from cloud.auth.principal import Principal, require
 from cloud.errors import CloudError, CommandError, CommandTimeout
 from thingmodels.errors import ThingModelError
@@ -40,20 +40,6 @@ class ApiError(CloudError):
         self.status, self.code, self.detail = status, code, detail
 
 
-def error_response(status: int, code: str, detail: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The error body every route of :mod:`cloud.api` answers with."""
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail},
-                        headers=headers)
-
-
-def _explain(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(x) for x in error.get("loc", ()) if x != "body")
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else
-                     str(error.get("msg", "invalid")))
-    return "; ".join(parts) or "invalid request"
 
 
 class ErrorRoute(APIRoute):
@@ -69,7 +55,7 @@ class ErrorRoute(APIRoute):
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.detail)
             except RequestValidationError as exc:
-                return error_response(422, "invalid_request", _explain(exc))
+                return error_response(422, "invalid_request", explain_validation(exc))
             except HTTPException as exc:
                 code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "error")
                 return error_response(exc.status_code, code, str(exc.detail),

@@ -26,10 +26,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.api.errors import error_response, explain_validation
 from cloud.auth.principal import Principal, require
 from cloud.catalog.errors import CatalogError, Conflict, InvalidInput, NotFound
 from cloud.catalog.models import (
@@ -60,19 +60,6 @@ class ApiError(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
-def _explain(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(x) for x in error.get("loc", ()) if x != "body")
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else
-                     str(error.get("msg", "invalid")))
-    return "; ".join(parts) or "invalid request"
-
-
-def _error(status: int, code: str, detail: str,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail},
-                        headers=headers)
 
 
 class _CatalogRoute(APIRoute):
@@ -85,20 +72,20 @@ class _CatalogRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as exc:
-                return _error(exc.status, exc.code, exc.detail)
+                return error_response(exc.status, exc.code, exc.detail)
             except RequestValidationError as exc:
-                return _error(422, "invalid_request", _explain(exc))
+                return error_response(422, "invalid_request", explain_validation(exc))
             except NotFound as exc:
-                return _error(404, "not_found", str(exc))
+                return error_response(404, "not_found", str(exc))
             except Conflict as exc:
-                return _error(409, "conflict", str(exc))
+                return error_response(409, "conflict", str(exc))
             except InvalidInput as exc:
-                return _error(400, "bad_request", str(exc))
+                return error_response(400, "bad_request", str(exc))
             except CatalogError as exc:  # pragma: no cover - every subclass is handled above
-                return _error(500, "internal", str(exc))
+                return error_response(500, "internal", str(exc))
             except HTTPException as exc:
                 code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "error")
-                return _error(exc.status_code, code, str(exc.detail),
+                return error_response(exc.status_code, code, str(exc.detail),
                               dict(exc.headers) if exc.headers else None)
 
         return run
