@@ -228,8 +228,9 @@ class Consumer:
                 log.warning("cloud replies connection lost: %s", exc)
             finally:
                 self._replies_ready.clear()
+            # a clean, cheap connection the main session waits for: retry it within a second
             await asyncio.sleep(random.uniform(0, min(  # noqa: S311
-                cfg.backoff_max, 0.5 * 2 ** min(attempt, 10))))
+                1.0, cfg.backoff_max, 0.5 * 2 ** min(attempt, 10))))
             attempt += 1
 
     async def _consume(self, client: aiomqtt.Client, *, adopted: str | None = None) -> None:
