@@ -10,10 +10,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from bench.procs import free_port, wait_port
+from bench.procs import free_port, listening, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "mosquitto"
@@ -77,29 +76,11 @@ class Mosquitto:
         """Start (or restart) the broker and wait until it listens."""
         binary = mosquitto_binary()
         assert binary, "mosquitto is not installed (scripts/install-system-deps.sh)"
-        self.log_handle = self.log.open("ab")
-        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=self.log_handle,
-                                     stderr=subprocess.STDOUT)
-        try:
-            wait_port(self.port, 10)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}") from None
+        self.proc = start_process([binary, "-c", str(self.conf)], self.log,
+                                  lambda: listening(self.port), timeout=10)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the broker (SIGTERM saves persistence) and wait for it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        """Stop the broker (SIGTERM saves persistence) and wait until its port is free again,
+        so a restart can bind it."""
+        stop_process(self.proc, self.port, sig=sig, grace=10)
         self.proc = None
-        # the port must be free again before a restart binds it
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                wait_port(self.port, 0.1)
-            except TimeoutError:
-                break

@@ -4,13 +4,15 @@
     python -m bench.ocpp_chargers --chargers 10000 --security-profile 0 --connect-rate 100 \
         --steady 60 --calls 500 --storm drop --storms 2 --connect-timeout 900   # 10k, ~12 min
 
-Security profile 1 provisions a ``password_sha256`` per charger in the ONE gateway desired
-document, which must fit the shipped broker's ``max_packet_size`` (1 MiB): about 8,300 chargers
-with this id scheme; 10,000 need ``--security-profile 0`` (the bench refuses up front).
+Provisioning is the cloud's (:mod:`cloud.catalog.provisioning`): one gateway desired document
+admitting the chargers (``id`` and ``protocol``: 20,000 fit the broker's 1 MiB
+``max_packet_size``) and, for security profile 1, a retained per-charger document with the
+charger's ``password_sha256``.
 
 Starts Mosquitto (shipped config) on a free port, provisions the chargers as the cloud would
-(a retained gateway desired document: ``devices`` with ``protocol: ocpp`` and, for security
-profile 1, each charger's ``password_sha256``), starts one gateway process
+(a retained gateway desired document: ``devices`` with ``protocol: ocpp``; for security
+profile 1 a retained ``charger/{id}/desired`` with each charger's ``password_sha256``), starts
+one gateway process
 (:mod:`bench.ocpp_gateway`: the OCPP listener on a port of the kernel's choosing) and, once it
 holds the provisioning, the charge points in ``--per-shard``-sized fleet processes
 (:mod:`bench.ocpp_fleet`; a mix of OCPP 1.6 and 2.0.1 by ``--v201-share``). Then it
@@ -192,18 +194,15 @@ def log_summary(path: Path, top: int = 8) -> tuple[dict[str, int], list[tuple[st
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     n = args.chargers
     ids = [charger_id(i) for i in range(1, n + 1)]
-    devices: list[dict[str, Any]] = []
-    for i, cp in enumerate(ids, start=1):
-        entry: dict[str, Any] = {"product": "charger", "id": cp, "protocol": "ocpp"}
-        if args.security_profile:
-            entry["password_sha256"] = password_hash(charger_password(i, PASSWORD_PREFIX))
-        devices.append(entry)
+    devices = [{"id": cp, "protocol": "ocpp"} for cp in ids]
     desired = encode(Envelope.new(src="cloud", p={"version": 1, "devices": devices}))
     if len(desired) > MAX_DOC_BYTES:
         raise SystemExit(
             f"the gateway desired document for {n} chargers is {len(desired)} bytes, over the "
-            f"broker's max_packet_size / envelope limit of {MAX_DOC_BYTES}; use fewer chargers "
-            f"or --security-profile 0 (no password_sha256 per charger)")
+            f"broker's max_packet_size / envelope limit of {MAX_DOC_BYTES}; use fewer chargers")
+    credentials = {cp: encode(Envelope.new(src="cloud", p={
+        "version": 1, "password_sha256": password_hash(charger_password(i, PASSWORD_PREFIX))}))
+        for i, cp in enumerate(ids, start=1)} if args.security_profile else {}
 
     work = Path(tempfile.mkdtemp(prefix="vm-bench-ocpp-"))
     broker = Mosquitto(work / "mosquitto")
@@ -230,6 +229,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.cloud_nodelay:
                 set_nodelay(cloud)
             await cloud.publish(f"ev/v1/{GW}/gateway/{GW}/desired", desired, qos=1, retain=True)
+            for cp, doc in credentials.items():
+                await cloud.publish(f"ev/v1/{GW}/charger/{cp}/desired", doc, qos=1, retain=True)
             await cloud.subscribe([(f"ev/v1/{GW}/charger/+/state", 1),
                                    (f"ev/v1/{GW}/connector/+/svc/+/reply", 1)])
             online: set[str] = set()
@@ -271,7 +272,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             def ready() -> bool:
                 s = gateway_status(status_path)
                 return bool(s.get("port")) and s.get("provisioned") == n and \
-                    bool(s.get("cloud_connected"))
+                    s.get("credentials") == len(credentials) and bool(s.get("cloud_connected"))
 
             waited = await until(ready, 60)
             if not ready():

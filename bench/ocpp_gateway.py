@@ -1,13 +1,18 @@
 """Subprocess entry: one gateway with the OCPP listener, built in code (benchmarks).
 
     python -m bench.ocpp_gateway --mqtt-port P --outbox DB --status STATUS.json \
-        [--ocpp-port 0] [--security-profile 1] [--heartbeat-interval 300]
+        [--ocpp-port 0] [--security-profile 1] [--heartbeat-interval 300] \
+        [--compression] [--tracemalloc FRAMES --snapshot-dir DIR]
 
 The OCPP adapter is not in the YAML config yet, so the gateway is composed here. With
 ``--ocpp-port 0`` the listener takes a free port of the kernel's choosing; the port, the number
 of open charger connections, the devices the gateway reports online, the number of chargers
 provisioned by the gateway's desired state and the gateway's counters are written (atomically)
 to ``--status`` every ``--status-interval`` seconds. SIGTERM / SIGINT stop it cleanly.
+
+With ``--tracemalloc FRAMES`` the gateway traces its allocations from the start and writes a
+snapshot (``tracemalloc`` pickle, ``snapshot-K.pickle``) to ``--snapshot-dir`` on every
+SIGUSR1 (:mod:`bench.ocpp_memory` reads them).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
 import socket
+import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,7 @@ def build(args: argparse.Namespace) -> tuple[EdgeGateway, OcppAdapter]:
     adapter = OcppAdapter(OcppConfig(
         host="127.0.0.1", port=args.ocpp_port, security_profile=args.security_profile,
         heartbeat_interval=args.heartbeat_interval, max_connections=args.max_connections,
+        compression=args.compression,
     ))
     config = GatewayConfig(
         gateway_id=GW,
@@ -76,6 +84,9 @@ def status(gateway: EdgeGateway, adapter: OcppAdapter) -> dict[str, Any]:
         "connections": len(adapter.connections),
         "online_devices": gateway.ctx.online_devices(),
         "provisioned": sum(1 for d in devices if isinstance(d, Mapping)),
+        "credentials": sum(1 for d in devices if isinstance(d, Mapping) and (
+            own := gateway.ctx.desired("charger", str(d.get("id")))) is not None
+            and "password_sha256" in own.doc),
         "cloud_connected": gateway.ctx.cloud_connected.is_set(),
         "outbox_queued": gateway.outbox.stats.queued,
         "counters": dict(gateway.ctx.stats.counters),
@@ -92,6 +103,14 @@ async def write_status(gateway: EdgeGateway, adapter: OcppAdapter, path: Path,
         await asyncio.sleep(interval)
 
 
+def write_snapshot(path: Path) -> None:
+    """A tracemalloc snapshot to ``path`` (via a temporary file and a rename)."""
+    gc.collect()
+    tmp = path.with_suffix(".tmp")
+    tracemalloc.take_snapshot().dump(str(tmp))
+    tmp.replace(path)
+
+
 async def run(args: argparse.Namespace) -> None:
     gateway, adapter = build(args)
     task = asyncio.current_task()
@@ -99,6 +118,10 @@ async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
+    if args.tracemalloc:
+        snapshots = iter(range(1_000_000))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: write_snapshot(
+            Path(args.snapshot_dir) / f"snapshot-{next(snapshots)}.pickle"))
     reporter = asyncio.create_task(
         write_status(gateway, adapter, Path(args.status), args.status_interval),
         name="bench-status")
@@ -126,9 +149,16 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=19500)
     parser.add_argument("--uplink-nodelay", action="store_true",
                         help="experiment: TCP_NODELAY on the gateway's MQTT uplink socket")
+    parser.add_argument("--compression", action="store_true",
+                        help="accept permessage-deflate (OcppConfig.compression)")
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="trace allocations (FRAMES per traceback); SIGUSR1 snapshots")
+    parser.add_argument("--snapshot-dir", default=".", help="where SIGUSR1 snapshots go")
     parser.add_argument("--profile", default=None, help="write cProfile stats here on exit")
     args = parser.parse_args()
     setup_logging("json")
+    if args.tracemalloc:
+        tracemalloc.start(args.tracemalloc)
     if args.profile:
         import cProfile  # noqa: PLC0415 - only when profiling
 

@@ -20,7 +20,6 @@ import os
 import secrets
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bench.pgdb import scratch_database
 from cloud.accounts.models import LedgerEntry
 from cloud.accounts.service import AccountService
 from cloud.actions import BillSessionEvent
@@ -66,16 +66,8 @@ def database(kind: str, pg_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'orders.db'}"
         return
-    admin = make_engine(pg_url)
-    name = f"vm_bench_orders_{uuid.uuid4().hex[:10]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with scratch_database(pg_url, "vm_bench_orders") as url:
+        yield url
 
 
 def setup(url: str) -> tuple[str, list[str], list[str]]:

@@ -20,13 +20,18 @@ Measured:
   every point sent is written (or ``--grace`` s after the last publish); fields/s are points/s
   times the fields per point; the samples stored in VictoriaMetrics are counted afterwards;
 * delay: the envelope ``ts`` is the publisher's wall clock at send time and each sample's ``ts``
-  is ``ts - (samples - 1 - i)`` ms (distinct timestamps per series); the telemetry SinkQueue's
-  writer is wrapped and, when a write request has completed (HTTP answer received), records
+  is ``ts - (samples - 1 - i)`` ms (distinct timestamps per series, also in a burst); the
+  telemetry SinkQueue's writer is wrapped and, when a write request has completed (HTTP answer
+  received), records
   ``now - point.ts_ms`` for each of its points. The figure therefore covers publish, broker,
   consumer, rules, queue wait (incl. the batch ``flush_interval``) and the write, and
   overstates by at most ``samples - 1`` ms;
 * CPU seconds per 1,000 points written (``/proc/<pid>/stat`` user + system) of this process (the
   worker; the bench's own share is polling once per 50 ms), of Mosquitto and of VictoriaMetrics;
+* with ``--profile FILE``: a cProfile of the event-loop thread (the worker's consumer, rules
+  and sink queues; CPU time of that thread, ``time.thread_time``) over the measured window,
+  saved for ``python -m pstats FILE``; the profiler roughly doubles the worker's CPU, so the
+  figures of a profiled run are only for finding where the time goes;
 * the broker's raw limit: the same publisher, unpaced, to a plain aiomqtt subscriber (user
   ``cloud``, QoS 1) with no cloud, for ``--raw-duration`` s; the pipeline rate is given as a
   ratio of it.
@@ -37,6 +42,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import gc
 import logging
 import multiprocessing
 import os
@@ -59,6 +66,7 @@ from cloud.config import CloudConfig, CloudMqttConfig, HttpConfig
 from cloud.rules.config import RulesConfig
 from cloud.service import CloudService
 from cloud.sinks.config import InfluxConfig, SinksConfig
+from cloud.sinks.metrics import SinkMetrics
 from thingmodels.envelope import Envelope, Sample, encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +81,15 @@ FIELDS_PER_POINT = 7  # voltage current power energy soc gunTemperature statusCo
 # -- the publisher (runs in its own process) ---------------------------------------------------
 
 
+_LAST_TS: dict[tuple[str, int], int] = {}
+
+
 def _batch(gw: str, device: int, n: int, samples: int) -> tuple[str, bytes]:
-    now = int(time.time() * 1000)
+    # a publisher that falls behind sends a burst; two batches of one device in the same ms
+    # would share sample timestamps and VictoriaMetrics keeps one sample per (series, ts), so
+    # every series' timestamps strictly increase
+    now = max(int(time.time() * 1000), _LAST_TS.get((gw, device), 0) + samples)
+    _LAST_TS[(gw, device)] = now
     items = []
     for i in range(samples):
         k = n * samples + i
@@ -246,6 +261,9 @@ class Result:
     raw_sent: int = 0
     raw_received: int = 0
     raw_seconds: float = 0.0
+    gc_seconds: float = 0.0  # the worker process's garbage collections (any thread)
+    gc_collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+    gc_by_generation: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
 
     @property
     def messages_per_s(self) -> float:
@@ -286,6 +304,10 @@ class Result:
             f"mosquitto {self.per_kpoints(self.cpu.broker):.3f}  "
             f"victoria-metrics {self.per_kpoints(self.cpu.victoria):.3f}  "
             f"(worker {self.cpu.worker / max(self.seconds, 1e-9):.0%} of one core)",
+            f"of which garbage collection: {self.per_kpoints(self.gc_seconds):.3f} CPU s per "
+            f"1,000 points; generation 0 / 1 / 2: {self.gc_collections[0]:,} / "
+            f"{self.gc_collections[1]:,} / {self.gc_collections[2]:,} collections, "
+            f"{' / '.join(f'{s:.2f}' for s in self.gc_by_generation)} s",
             f"broker raw (same payloads, unpaced, plain subscriber): {self.raw_received:,} of "
             f"{self.raw_sent:,} received in {self.raw_seconds:.1f} s = {self.raw_per_s:,.0f} "
             f"msg/s; pipeline = {ratio:.0%} of it",
@@ -351,14 +373,44 @@ def _sample(service: CloudService, name: str, labels: dict[str, str]) -> float:
 
 
 def _dropped(service: CloudService) -> float:
-    return sum(s.value for metric in service.metrics.registry.collect()
-               if metric.name == "voltmesh_sink_dropped" for s in metric.samples
+    # the sink counter alone (collecting the whole registry every poll cost the worker's
+    # process about 5 ms each time)
+    dropped = SinkMetrics.on(service.metrics.registry).dropped
+    return sum(s.value for metric in dropped.collect() for s in metric.samples
                if s.name.endswith("_total") and s.labels.get("sink") == "telemetry")
+
+
+class GcClock:
+    """CPU time the interpreter spends in garbage collections (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self.by_generation = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            spent = time.thread_time() - self._started
+            self.seconds += spent
+            self.collections[info["generation"]] += 1
+            self.by_generation[info["generation"]] += spent
+
+    def start(self) -> GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def stop(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
 
 
 async def run_pipeline(workdir: Path, *, rate: float = 2000, duration: float = 30,
                        gateways: int = 2, devices: int = 100, samples: int = 5,
-                       raw_duration: float = 5, grace: float = 20) -> Result:
+                       raw_duration: float = 5, grace: float = 20,
+                       profile: Path | None = None, gc_freeze: bool = False) -> Result:
     """Start everything, measure the raw broker, then the pipeline; stop what was started."""
     names = _gateways(gateways)
     os.environ.setdefault("VOLTMESH_JWT_SECRET", "bench-secret-" + "x" * 40)
@@ -371,7 +423,8 @@ async def run_pipeline(workdir: Path, *, rate: float = 2000, duration: float = 3
         victoria.start()
         result.raw_sent, result.raw_received, result.raw_seconds = await raw_broker(
             broker, names, duration=raw_duration, devices=devices, samples=samples)
-        await _measure(result, broker, victoria, workdir, names, devices, grace)
+        await _measure(result, broker, victoria, workdir, names, devices, grace, profile,
+                       gc_freeze)
     finally:
         victoria.stop()
         broker.stop()
@@ -379,7 +432,8 @@ async def run_pipeline(workdir: Path, *, rate: float = 2000, duration: float = 3
 
 
 async def _measure(result: Result, broker: Mosquitto, victoria: Victoria, workdir: Path,
-                   names: Sequence[str], devices: int, grace: float) -> None:
+                   names: Sequence[str], devices: int, grace: float,
+                   profile: Path | None = None, gc_freeze: bool = False) -> None:
     assert broker.proc is not None
     assert victoria.proc is not None
     service = CloudService(cloud_config(broker, victoria, workdir), base_dir=ROOT)
@@ -393,12 +447,16 @@ async def _measure(result: Result, broker: Mosquitto, victoria: Victoria, workdi
         delays.extend(done - a.ts_ms for a in batch if isinstance(a, WritePoint))
 
     queue.writer = timed
+    gc_clock = GcClock()
     task = asyncio.create_task(service.run(), name="cloud")
     try:
         async with asyncio.timeout(30):
             await service.started.wait()
             await service.consumer.connected.wait()
         await asyncio.sleep(1.0)  # subscriptions in place
+        if gc_freeze:  # what the worker has built so far is never collected again
+            gc.collect()
+            gc.freeze()
         pids = (os.getpid(), broker.proc.pid, victoria.proc.pid)
         msgs0 = _sample(service, "voltmesh_cloud_messages_total", {"kind": "prop"})
         points0 = _sample(service, "voltmesh_sink_written_total", {"sink": "telemetry"})
@@ -407,6 +465,10 @@ async def _measure(result: Result, broker: Mosquitto, victoria: Victoria, workdi
         await publisher.ready()
         while time.time() < publisher.start_at:
             await asyncio.sleep(0.01)
+        profiler = cProfile.Profile(time.thread_time) if profile is not None else None
+        if profiler is not None:
+            profiler.enable()
+        gc_clock.start()
         cpu0 = [cpu_seconds(pid) for pid in pids]
         t0 = time.monotonic()
         result.sent, result.publish_seconds = await publisher.result(result.duration + 120)
@@ -419,6 +481,12 @@ async def _measure(result: Result, broker: Mosquitto, victoria: Victoria, workdi
             await asyncio.sleep(0.05)
         result.seconds = time.monotonic() - t0
         cpu1 = [cpu_seconds(pid) for pid in pids]
+        gc_clock.stop()
+        result.gc_seconds, result.gc_collections = gc_clock.seconds, gc_clock.collections
+        result.gc_by_generation = gc_clock.by_generation
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
         result.cpu = Cpu(*(b - a for a, b in zip(cpu0, cpu1, strict=True)))
         result.messages = int(_sample(service, "voltmesh_cloud_messages_total",
                                       {"kind": "prop"}) - msgs0)
@@ -426,13 +494,19 @@ async def _measure(result: Result, broker: Mosquitto, victoria: Victoria, workdi
                                     {"sink": "telemetry"}) - points0)
         result.dropped = int(_dropped(service))
     finally:
+        gc_clock.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await victoria.force_flush()
     window = int(result.seconds + result.duration + 120)
-    answer = await victoria.query(f"sum(count_over_time(connector_power[{window}s]))")
-    result.stored = int(float(answer[0]["value"][1])) if answer else 0
+    deadline = time.monotonic() + 10
+    while True:  # what was written becomes searchable after a flush; give it a few tries
+        await victoria.force_flush()
+        answer = await victoria.query(f"sum(count_over_time(connector_power[{window}s]))")
+        result.stored = int(float(answer[0]["value"][1])) if answer else 0
+        if result.stored >= result.points or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -447,6 +521,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--grace", type=float, default=20,
                         help="seconds to wait for the last points after publishing")
     parser.add_argument("--quick", action="store_true", help="5 s smoke run at 200 msg/s")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() once the worker has started (what it would save)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                        help="cProfile the event-loop thread over the measured window into FILE "
+                             "(pstats; slows the worker down)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rate, args.duration, args.raw_duration = 200, 5, 2
@@ -456,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     kwargs: dict[str, Any] = {
         "rate": args.rate, "duration": args.duration, "gateways": args.gateways,
         "devices": args.devices, "samples": args.samples, "raw_duration": args.raw_duration,
-        "grace": args.grace,
+        "grace": args.grace, "profile": args.profile.resolve() if args.profile else None,
+        "gc_freeze": args.gc_freeze,
     }
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         result = asyncio.run(run_pipeline(Path(tmp), **kwargs))

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.procs import free_port, wait_port
+from bench.procs import free_port, start_process, stop_process
 
 
 def victoria_binary() -> str | None:
@@ -56,43 +56,22 @@ class Victoria:
         if binary is None:
             raise RuntimeError("victoria-metrics is not installed (scripts/install-system-deps.sh)")
         self.data.mkdir(parents=True, exist_ok=True)
-        handle = self.log.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             [binary, f"-httpListenAddr=127.0.0.1:{self.port}",
              f"-storageDataPath={self.data}", "-retentionPeriod=1",
              "-search.latencyOffset=0s", "-memory.allowedBytes=128MiB", "-loggerLevel=WARN"],
-            stdout=handle, stderr=subprocess.STDOUT,
-        )
-        handle.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"victoria-metrics did not start: {self.log.read_text()[-2000:]}")
+            self.log, self._healthy, timeout=timeout)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (by PID) and wait until its port is free."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, self.port, sig=sig, grace=15)
         self.proc = None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                wait_port(self.port, 0.1)
-            except TimeoutError:
-                break
 
     # -- reading back (async: tests and benchmarks run in an event loop) -------------------
 

@@ -44,6 +44,10 @@ class CloudMqttConfig(Strict):
     #: with shared subscriptions: consume the session of a worker that is offline (see consumer)
     takeover: bool = True
     takeover_grace: float = Field(default=5.0, ge=0)
+    #: receipts of committed gateway events (always sent; the gateway drops its copy on them):
+    #: batched per gateway, published every ``receipt_interval`` s or at ``receipt_batch`` ids
+    receipt_interval: float = Field(default=0.15, gt=0, le=10)
+    receipt_batch: int = Field(default=200, ge=1, le=5000)
 
 
 class HttpConfig(Strict):

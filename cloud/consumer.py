@@ -15,6 +15,16 @@ PUBACK is held until it completes (billing and alarms commit to SQL first), and 
 the order the messages came, as MQTT requires. A worker killed between receipt and commit has
 not acknowledged the message, so the broker delivers it again (persistent session).
 
+Receipts (end to end). A PUBACK tells the broker, not the gateway, that the work is done, and a
+broker can lose a QoS 1 message before any worker saw it (Mosquitto, shared subscriptions of
+offline sessions, across its own restart: ``docs/scale-out.md``). So once the work of a gateway's
+*event* has completed, its envelope id is queued for a receipt; receipts are batched per gateway
+(every ``receipt_interval`` or ``receipt_batch`` ids) and published with QoS 1 on
+``ev/v1/{gw}/gateway/{gw}/receipt`` (``p = {"ids": [...]}``). The gateway keeps the event and
+publishes it again until a receipt names it. A duplicate is receipted again (once the
+original's work is done: the first receipt may have been lost); an event whose handling failed
+is not receipted and is forgotten by the dedupe, so its re-publication is worked afresh.
+
 Session takeover (shared subscriptions on Mosquitto). Mosquitto keeps routing a shared group's
 messages to a member whose persistent session is offline; they wait for that member. So each worker
 announces itself on ``vm/cloud/workers/{client id}`` (retained, with an offline Will), and when a
@@ -46,7 +56,7 @@ from cloud.metrics import CloudMetrics
 from thingmodels.envelope import Envelope, decode, encode
 from thingmodels.errors import EnvelopeError, TopicError
 from thingmodels.ids import now_ms
-from thingmodels.topics import PREFIX, Kind, Topic, parse, shared
+from thingmodels.topics import PREFIX, RECEIPT_IDS, Kind, Topic, gateway_receipt, parse, shared
 
 log = logging.getLogger("voltmesh.cloud.consumer")
 
@@ -76,6 +86,38 @@ class _Dedupe:
             self._seen.popitem(last=False)
         return True
 
+    def forget(self, gw: str, msg_id: str) -> None:
+        """Treat the next copy of this message as new (its first handling failed)."""
+        self._seen.pop((gw, msg_id), None)
+
+
+class _Receipts:
+    """Event ids to receipt, per gateway, bounded (a receipt lost here only costs the gateway a
+    re-publication)."""
+
+    def __init__(self, batch: int, limit: int = 100_000) -> None:
+        self.batch = batch
+        self.limit = limit
+        self.pending: dict[str, list[str]] = {}
+        self.count = 0
+        self.dropped = 0
+        self.full = asyncio.Event()
+
+    def add(self, gw: str, msg_id: str) -> None:
+        ids = self.pending.setdefault(gw, [])
+        ids.append(msg_id)
+        self.count += 1
+        if len(ids) >= self.batch:
+            self.full.set()
+        while self.count > self.limit:  # nobody publishes them (broker away): oldest go
+            lost = len(self.pending.pop(next(iter(self.pending))))
+            self.count -= lost
+            self.dropped += lost
+
+    def take(self) -> dict[str, list[str]]:
+        taken, self.pending, self.count = self.pending, {}, 0
+        return taken
+
 
 class Consumer:
     """Consumes gateway traffic and sends service calls."""
@@ -93,12 +135,16 @@ class Consumer:
         self._logged: set[tuple[str, str]] = set()
         #: completion of messages still being worked on, by (gw, id): a redelivered copy is
         #: acknowledged only once the original's work is done
-        self._working: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._working: dict[tuple[str, str], asyncio.Future[Any]] = {}
         #: peer workers' presence (client id -> online) and the sessions this worker adopted
         self.peers: dict[str, bool] = {}
         self.adopted: dict[str, asyncio.Task[None]] = {}
         self._peer_changed = asyncio.Event()
         self._replies_ready = asyncio.Event()
+        self._receipts = _Receipts(config.receipt_batch)
+        #: event ids receipted to gateways / receipts lost (publish failed or never connected)
+        self.receipts_sent = 0
+        self.receipts_lost = 0
 
     @property
     def client_id(self) -> str:
@@ -171,6 +217,7 @@ class Consumer:
             if takeover:
                 tg.create_task(self._adopt_orphans(), name="session-takeover")
             tg.create_task(self._replies_loop(use_v5), name="service-replies")
+            tg.create_task(self._receipts_loop(), name="receipts")
             while True:
                 protocol = aiomqtt.ProtocolVersion.V5 if use_v5 else aiomqtt.ProtocolVersion.V311
                 will = aiomqtt.Will(self._presence_topic(), self._presence(False), qos=1,
@@ -242,7 +289,9 @@ class Consumer:
                 mid, qos, work = await acks.get()
                 if work is not None:
                     try:
-                        await work
+                        # shielded: a lost connection ends this acker, not the work (whose
+                        # redelivered copy then waits for it, and is receipted after it)
+                        await asyncio.shield(work)
                     except Exception:  # the work's owner logs and counts its failures
                         log.debug("work of message %d failed", mid, exc_info=True)
                 if qos > 0:
@@ -361,31 +410,105 @@ class Consumer:
             self._resolve(env)
             return None
         key = (topic.gw, env.id)
+        receipt = topic.kind is Kind.EVENT
         if not self._dedupe.first_time(topic.gw, env.id):
             self.metrics.duplicates.inc()
-            return self._working.get(key)  # acknowledged once the original's work is done
+            working = self._working.get(key)
+            if receipt:  # again: the first receipt may have been lost
+                self._receipt_after(topic.gw, env.id, working)
+            return working  # acknowledged once the original's work is done
         works: list[Awaitable[Any]] = []
+        failed = False
         for name, handler in self.handlers:
             try:
                 work = await handler(topic, env)
             except Exception:
                 self.metrics.handler_errors.labels(handler=name).inc()
                 log.exception("handler %s failed on %s", name, topic_str)
+                failed = True
                 continue
             if work is not None:
                 works.append(work)
         if not works:
+            if receipt:
+                self._receipt_after(topic.gw, env.id, None, ok=not failed)
             return None
-        done = asyncio.ensure_future(self._finish(topic_str, works))
+        done = asyncio.ensure_future(self._finish(topic_str, works, ok=not failed))
         self._working[key] = done
         done.add_done_callback(lambda _f: self._working.pop(key, None))
+        if receipt:
+            self._receipt_after(topic.gw, env.id, done)
         return done
 
-    async def _finish(self, topic_str: str, works: list[Awaitable[Any]]) -> None:
+    async def _finish(self, topic_str: str, works: list[Awaitable[Any]], *,
+                      ok: bool = True) -> bool:
+        """Wait for the work of one message; True when all of it succeeded."""
         for result in await asyncio.gather(*works, return_exceptions=True):
             if isinstance(result, Exception):
                 self.metrics.handler_errors.labels(handler="work").inc()
                 log.error("work for %s failed: %s", topic_str, result)
+                ok = False
+        return ok
+
+    # -- receipts -------------------------------------------------------------------------
+
+    def _receipt_after(self, gw: str, msg_id: str, working: asyncio.Future[Any] | None, *,
+                       ok: bool = True) -> None:
+        """Receipt an event once its work (``working``, when still running) has succeeded."""
+        if working is None:
+            if ok:
+                self._receipts.add(gw, msg_id)
+            else:
+                self._dedupe.forget(gw, msg_id)  # not committed: a re-publication is new
+            return
+
+        def after(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is None and future.result():
+                self._receipts.add(gw, msg_id)
+            else:
+                self._dedupe.forget(gw, msg_id)
+
+        working.add_done_callback(after)
+
+    async def _receipts_loop(self) -> None:
+        """Publish the queued receipts every ``receipt_interval`` (sooner when a gateway has
+        ``receipt_batch`` ids waiting)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.receipt_interval):
+                    await self._receipts.full.wait()
+            self._receipts.full.clear()
+            await self.flush_receipts()
+
+    async def flush_receipts(self) -> int:
+        """Publish every queued receipt now; returns how many ids went out."""
+        client = self._client
+        if client is None or not self._receipts.count:
+            return 0
+        batch = self.config.receipt_batch
+        messages = [
+            (gateway_receipt(gw).render(), encode(Envelope.new(
+                src="cloud", p={RECEIPT_IDS: ids[i : i + batch]})), len(ids[i : i + batch]))
+            for gw, ids in self._receipts.take().items() for i in range(0, len(ids), batch)]
+        results: list[Any] = []
+        for start in range(0, len(messages), 500):  # bounded: paho's pending-call limit
+            results += await asyncio.gather(
+                *(client.publish(topic, payload, qos=1)
+                  for topic, payload, _ in messages[start : start + 500]),
+                return_exceptions=True)
+        sent = 0
+        for (topic, _, count), result in zip(messages, results, strict=True):
+            if isinstance(result, Exception):
+                # the gateway publishes those events again after its receipt timeout
+                self.receipts_lost += count
+                self.metrics.receipts.labels("lost").inc(count)
+                log.warning("receipt of %d events on %s lost: %s", count, topic, result)
+            else:
+                sent += count
+        self.receipts_sent += sent
+        if sent:
+            self.metrics.receipts.labels("sent").inc(sent)
+        return sent
 
     # -- commands -------------------------------------------------------------------------
 

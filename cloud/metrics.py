@@ -38,6 +38,11 @@ class CloudMetrics:
             "voltmesh_cloud_session_takeovers", "Sessions of offline peer workers adopted",
             registry=self.registry,
         )
+        self.receipts = Counter(
+            "voltmesh_cloud_receipts", "Event ids receipted to gateways, by outcome (sent: "
+            "published; lost: the publish failed, the gateway publishes the event again)",
+            ["outcome"], registry=self.registry,
+        )
         self.mqtt_connects = Counter(
             "voltmesh_cloud_mqtt_connects", "Broker connections made", registry=self.registry,
         )

@@ -53,6 +53,8 @@ class _State:
     first_seen_ms: int | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     dirty: bool = True
+    measured: dict[str, int] = field(default_factory=dict)
+    """When each property's held value was measured (memory only; see :meth:`seen`)."""
 
 
 def make_engine(url: str) -> Engine:
@@ -112,8 +114,18 @@ class DeviceRegistry:
         return state
 
     def seen(self, gw: str, product: str, device: str, ts_ms: int,
-             properties: dict[str, Any] | None = None) -> None:
-        """A message from a device (or the gateway) arrived."""
+             properties: dict[str, Any] | None = None, *, sample_ts: int | None = None) -> None:
+        """A message from a device (or the gateway) arrived at ``ts_ms`` (its ``rts``).
+
+        ``properties`` were measured at ``sample_ts`` (the sample's device time, ``ts``; None:
+        at ``ts_ms``). Each property keeps the value with the newest measure time, not the last
+        to arrive: a backlog a device replays after an outage (older samples after newer live
+        ones) does not overwrite what is current. A ``sample_ts`` after ``ts_ms`` counts as
+        ``ts_ms`` (nothing is measured after it was received; a device clock running ahead
+        cannot pin a value). Equal times: the later arrival wins. Measure times are kept in
+        memory only: after a restart the first sample of each property is taken as it comes.
+        """
+        when = ts_ms if sample_ts is None else min(sample_ts, ts_ms)
         with self._lock:
             gws = self._gateways.setdefault(gw, _State())
             gws.last_seen_ms = max(gws.last_seen_ms or 0, ts_ms)
@@ -121,13 +133,13 @@ class DeviceRegistry:
             gws.dirty = True
             if product == "gateway" and device == gw:
                 if properties:
-                    gws.properties.update(properties)
+                    _keep_newest(gws, properties, when)
                 return
             state = self._device(gw, product, device)
             state.last_seen_ms = max(state.last_seen_ms or 0, ts_ms)
             state.first_seen_ms = state.first_seen_ms or ts_ms
             if properties:
-                state.properties.update(properties)
+                _keep_newest(state, properties, when)
             state.dirty = True
 
     def is_online(self, gw: str, product: str, device: str) -> bool:
@@ -142,19 +154,26 @@ class DeviceRegistry:
     def presence(self, gw: str, product: str, device: str, online: bool, session: int,
                  ts_ms: int) -> bool:
         """Apply a presence state; False (ignored) when it is from an older session."""
+        return self.transition(gw, product, device, online, session, ts_ms) is not None
+
+    def transition(self, gw: str, product: str, device: str, online: bool, session: int,
+                   ts_ms: int) -> bool | None:
+        """Apply a presence state in one step: None when it is from an older session (ignored),
+        else whether it changed the device's online flag (a transition)."""
         with self._lock:
             if product == "gateway" and device == gw:
                 state = self._gateways.setdefault(gw, _State())
             else:
                 state = self._device(gw, product, device)
             if session < state.session:
-                return False
+                return None
+            changed = bool(state.online) != online
             state.online = online
             state.session = session
             state.last_seen_ms = max(state.last_seen_ms or 0, ts_ms)
             state.first_seen_ms = state.first_seen_ms or ts_ms
             state.dirty = True
-            return True
+            return changed
 
     def online_count(self) -> int:
         """Devices online whose gateway is online."""
@@ -242,6 +261,14 @@ class DeviceRegistry:
                  "lastSeen": g.last_seen_ms}
                 for g in db.exec(select(GatewayRow).order_by(GatewayRow.id))
             ]
+
+
+def _keep_newest(state: _State, properties: dict[str, Any], when: int) -> None:
+    for name, value in properties.items():
+        held = state.measured.get(name)
+        if held is None or when >= held:
+            state.properties[name] = value
+            state.measured[name] = when
 
 
 def _copy(state: _State) -> _State:

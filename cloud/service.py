@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ log = logging.getLogger("voltmesh.cloud")
 
 #: lanes whose work must be done before the message is acknowledged to the broker
 DURABLE_LANES = frozenset({Lane.BILLING, Lane.ALARMS})
+#: how long a gateway's owning tenant is cached (found / not found), seconds
+TENANT_TTL = 300.0
+NO_TENANT_TTL = 10.0
 
 
 class CloudService:
@@ -128,7 +132,7 @@ class CloudService:
         self.auth = setup_auth(self.app, self.engine, config.auth)
         self.http_port: int | None = None
         self.started = asyncio.Event()
-        self._tenants: dict[str, str | None] = {}
+        self._tenants: dict[str, tuple[str | None, float]] = {}  # gw -> (tenant, until)
 
     # -- message handlers -------------------------------------------------------------------
 
@@ -141,21 +145,21 @@ class CloudService:
                     not isinstance(session, int):
                 self.metrics.malformed.labels(reason="state").inc()
                 return
-            was = self.registry.is_online(topic.gw, topic.product, topic.device)
-            if not self.registry.presence(topic.gw, topic.product, topic.device, online,
-                                          session, ts):
+            changed = self.registry.transition(topic.gw, topic.product, topic.device, online,
+                                               session, ts)
+            if changed is None:
                 self.metrics.stale_states.inc()
                 return
-            if was != online:  # a transition: the $presence rules (offline alarms ...)
+            if changed:  # a transition: the $presence rules (offline alarms ...)
                 await self._dispatch(self.rules.evaluate_presence(
                     topic.gw, topic.product, topic.device, online, ts or now_ms(), session))
             return
-        props: dict[str, Any] | None = None
-        if topic.kind is Kind.PROP:
-            props = {}
-            for sample in env.samples():
-                props.update(sample.p)
-        self.registry.seen(topic.gw, topic.product, topic.device, ts, props)
+        samples = env.samples() if topic.kind is Kind.PROP else []
+        for sample in samples:  # each at its own device time: the newest value is kept
+            self.registry.seen(topic.gw, topic.product, topic.device, ts, sample.p,
+                               sample_ts=sample.ts)
+        if not samples:
+            self.registry.seen(topic.gw, topic.product, topic.device, ts)
 
     async def _route(self, topic: Topic, env: Envelope) -> Awaitable[Any] | None:
         """Rules -> sink lanes; the message's PUBACK waits for its billing and alarm work."""
@@ -198,11 +202,17 @@ class CloudService:
         return self.sinks.dispatch([point])
 
     def _tenant_of(self, gw: str, product: str, device: str) -> str | None:
-        """The tenant owning a device (via its gateway), for alarms; cached."""
-        if gw not in self._tenants:
-            tenants = self.catalog.gateway_tenants(gw)
-            self._tenants[gw] = sorted(tenants)[0] if tenants else None
-        return self._tenants[gw]
+        """The tenant owning a device (via its gateway), for alarms; cached for
+        ``TENANT_TTL`` s when found, ``NO_TENANT_TTL`` s when not (a gateway whose chargers are
+        not registered yet gets its tenant soon after they are, not never)."""
+        now = time.monotonic()
+        held = self._tenants.get(gw)
+        if held is not None and held[1] > now:
+            return held[0]
+        tenants = self.catalog.gateway_tenants(gw)
+        tenant = sorted(tenants)[0] if tenants else None
+        self._tenants[gw] = (tenant, now + (TENANT_TTL if tenant else NO_TENANT_TTL))
+        return tenant
 
     def _cards_part(self, gw: str) -> Any:
         tenants = self.catalog.gateway_tenants(gw)

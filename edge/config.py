@@ -60,8 +60,16 @@ class OutboxConfig(Strict):
     telemetry_max_age: float = Field(default=86400.0, gt=0)
     synchronous: Literal["normal", "full"] = "normal"
     batch: int = Field(default=200, ge=1, le=10000)
+    #: keep an event after the broker's PUBACK until a cloud worker receipts it (end to end);
+    #: off for a cloud that sends no receipts (``ev/v1/{gw}/gateway/{gw}/receipt``)
+    receipts: bool = True
+    #: an event without a receipt this long after its PUBACK is published again (same id);
+    #: the wait doubles per try up to ``receipt_timeout_max``, with jitter
+    receipt_timeout: float = Field(default=30.0, gt=0)
+    receipt_timeout_max: float = Field(default=600.0, gt=0)
 
-    _sec = field_validator("event_max_age", "telemetry_max_age", mode="before")(_seconds)
+    _sec = field_validator("event_max_age", "telemetry_max_age", "receipt_timeout",
+                           "receipt_timeout_max", mode="before")(_seconds)
 
 
 class TelemetryConfig(Strict):
@@ -233,6 +241,13 @@ class OcppConfig(Strict):
     max_connections: int = Field(default=19000, ge=1)
     lenient: list[str] = []
     ping_interval: float | None = 60.0
+    #: accept permessage-deflate (RFC 7692) when a charger offers it. Off by default: its zlib
+    #: state costs ~50 KB of RSS per connection (docs/protocols/ocpp.md "Memory per
+    #: connection") and OCPP frames are small; declining it is always valid for the charger
+    compression: bool = False
+    #: answers kept per connection for a repeated message id (a charger re-sends its CALL
+    #: when the answer was lost; it has one CALL in flight, so the last few suffice)
+    answers_kept: int = Field(default=8, ge=1, le=1024)
 
 
 class AdaptersConfig(Strict):

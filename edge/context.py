@@ -78,6 +78,7 @@ class EdgeContext:
         self.models = models
         self.outbox = outbox
         self.batcher = batcher
+        batcher.group = outbox.group  # a periodic flush of every device is one transaction
         self.decision_timeout = decision_timeout
         self.clock_skew_threshold = clock_skew_threshold
         self.stats = EdgeStats()

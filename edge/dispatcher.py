@@ -1,4 +1,5 @@
-"""Routes what the cloud sends to the gateway: service calls, event replies, desired state.
+"""Routes what the cloud sends to the gateway: service calls, event replies, desired state and
+receipts (the ids of events a cloud worker committed: their outbox rows are deleted).
 
 Service calls:
 
@@ -30,10 +31,10 @@ from edge.errors import (
     UnknownDevice,
 )
 from edge.outbox import RowKind
-from thingmodels.envelope import Envelope, decode, encode, reply_to
+from thingmodels.envelope import Envelope, decode, reply_to
 from thingmodels.errors import PayloadError, ThingModelError, UnknownModelError
 from thingmodels.ids import now_ms
-from thingmodels.topics import Kind, Topic
+from thingmodels.topics import RECEIPT_IDS, Kind, Topic
 
 log = logging.getLogger("voltmesh.edge.dispatch")
 
@@ -70,6 +71,18 @@ class Dispatcher:
                 self.ctx.stats.inc("late_decisions")
         elif topic.kind is Kind.DESIRED:
             await self.desired(topic, env)
+        elif topic.kind is Kind.RECEIPT:
+            self.receipt(env)
+
+    def receipt(self, env: Envelope) -> None:
+        """The cloud committed these events: their rows leave the outbox."""
+        ids = (env.p or {}).get(RECEIPT_IDS)
+        if not isinstance(ids, list | tuple) or not all(isinstance(i, str) for i in ids):
+            self.ctx.stats.inc("malformed_receipts")
+            log.warning("malformed receipt %s: p.%s is not a list of ids", env.id, RECEIPT_IDS)
+            return
+        self.ctx.stats.inc("receipts")
+        self.ctx.outbox.receipt(ids)
 
     async def drain(self) -> None:
         """Wait for running calls (used on shutdown and in tests)."""
@@ -80,16 +93,15 @@ class Dispatcher:
                p: dict[str, Any] | None) -> None:
         reply = reply_to(call, code=code, msg=msg, p=p, src="edge")
         reply_topic = topic.reply().render()
-        stored = self.ctx.outbox.append(
-            reply_topic,
+        # the reply row and its memo (for a redelivered call) in one transaction
+        self.ctx.outbox.append_reply(
+            call.id, reply_topic,
             lambda seq: Envelope(
                 id=reply.id, rts=reply.rts, seq=seq, src=reply.src, cid=reply.cid,
                 code=reply.code, msg=reply.msg, p=reply.p,
             ),
             seq_key=self.ctx.seq_key(topic.product, topic.device),
-            kind=RowKind.URGENT,
         )
-        self.ctx.outbox.remember_reply(call.id, reply_topic, encode(stored))
         if code != CODE_OK:
             self.ctx.stats.inc(f"svc_error_{code}")
 

@@ -52,6 +52,8 @@ class EdgeGateway:
             config.resolve(oc.path), max_events=oc.max_events, max_telemetry=oc.max_telemetry,
             max_bytes=oc.max_bytes, event_max_age=oc.event_max_age,
             telemetry_max_age=oc.telemetry_max_age, synchronous=oc.synchronous,
+            receipts=oc.receipts, receipt_timeout=oc.receipt_timeout,
+            receipt_timeout_max=oc.receipt_timeout_max,
         )
         self.batcher = TelemetryBatcher(
             self._flush, interval=config.telemetry.flush_interval,
@@ -68,6 +70,7 @@ class EdgeGateway:
         self.dispatcher = Dispatcher(self.ctx, self.adapters)
         self.dispatcher.gateway_services["ping"] = self._ping
         self.dispatcher.gateway_services["reloadDesired"] = self._reload_desired
+        self.dispatcher.gateway_services["stats"] = self._stats
         self.interlocks: InterlockEngine | None = None
         if config.interlocks is not None:
             try:
@@ -80,6 +83,8 @@ class EdgeGateway:
         self._pending_drops: dict[tuple[str, str], int] = {}
         self.outbox.on_drop(self._on_drop)
         self.started_ms = now_ms()
+        #: set once every listener of the adapters is listening (see :meth:`_mark_started`)
+        self.started = asyncio.Event()
         self._restore_desired()
 
     def _configured_adapters(self) -> list[Adapter]:
@@ -118,12 +123,38 @@ class EdgeGateway:
             if isinstance(version, int):
                 self.ctx.set_desired(product, device, version, doc)
 
+    async def _mark_started(self) -> None:
+        """Set :attr:`started` once the adapters that listen (their ``ready`` event) do."""
+        for adapter in self.adapters:
+            ready = getattr(adapter, "ready", None)
+            if isinstance(ready, asyncio.Event):
+                await ready.wait()
+        self.started.set()
+
     async def _ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "time": now_ms()}
 
     async def _reload_desired(self, params: dict[str, Any]) -> dict[str, Any]:
         held = self.ctx.desired("gateway", self.config.gateway_id)
         return {"accepted": True, "version": held.version if held else 0}
+
+    async def _stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every counter the gateway keeps: the adapters' per-kind counters (malformed frames by
+        kind, unsolicited replies, handshake failures ...) and the outbox's."""
+        s = self.outbox.stats
+        return {
+            "counters": dict(sorted(self.ctx.stats.counters.items())),
+            "outbox": {"queuedEvents": s.queued_events, "queuedTelemetry": s.queued_telemetry,
+                       "queuedBytes": s.queued_bytes, "sent": s.sent,
+                       "droppedTelemetry": s.dropped_telemetry,
+                       "droppedEvents": s.dropped_events,
+                       "dropsByReason": dict(s.drops_by_reason),
+                       "awaitingReceipt": s.awaiting_receipt,
+                       "resentForReceipt": s.resent_for_receipt,
+                       "receipted": s.receipted},
+            "devicesOnline": self.ctx.online_devices(),
+            "uptimeS": (now_ms() - self.started_ms) // 1000,
+        }
 
     async def _report_stats(self) -> None:
         gw = self.config.gateway_id
@@ -142,6 +173,8 @@ class EdgeGateway:
                 "outboxSent": s.sent, "outboxDropped": s.dropped_telemetry + s.dropped_events,
                 "outboxDroppedEvents": s.dropped_events,
                 "outboxOldestAge": self.outbox.oldest_age(),
+                "outboxAwaitingReceipt": s.awaiting_receipt,
+                "outboxResentForReceipt": s.resent_for_receipt,
                 "malformedFrames": self.ctx.stats.counters["malformed_frames"],
             }, src="edge")
             self.outbox.prune_replies()
@@ -172,6 +205,7 @@ class EdgeGateway:
                     tg.create_task(self.interlocks.run(), name="interlocks")
                 for adapter in self.adapters:
                     tg.create_task(self._supervise(adapter), name=f"adapter-{adapter.name}")
+                tg.create_task(self._mark_started(), name="started")
         finally:
             self.batcher.flush_all()
             self.outbox.close()

@@ -7,7 +7,9 @@
   consumers ignore states older than the newest session they saw, and the gateway itself watches
   its state topic and re-asserts ``online`` if an old Will lands on the retained slot;
 * the outbox pump: rows are published in order with QoS 1 (telemetry at the configured QoS),
-  up to ``max_inflight`` at once, and deleted only after the broker's PUBACK;
+  up to ``max_inflight`` at once, and deleted only after the broker's PUBACK, or for events
+  (receipts on) after the cloud's receipt; events whose receipt is overdue are published again
+  (same envelope) ahead of the backlog, urgent rows still first (``edge/outbox.py``);
 * the receive loop: downlink messages are decoded and handed to the dispatcher; malformed ones are
   counted and dropped.
 """
@@ -175,22 +177,41 @@ class Uplink:
                 await flush_acks()
 
         last_urgent = 0
+        loop = asyncio.get_running_loop()
+        next_due_check = 0.0
 
-        def next_rows() -> list[Row]:
+        def overdue() -> list[Row]:
+            """Events whose receipt is overdue (checked at most once a second)."""
+            nonlocal next_due_check
+            if loop.time() < next_due_check:
+                return []
+            rows = self.outbox.take_due(self.batch)
+            if len(rows) < self.batch:
+                next_due_check = loop.time() + 1.0
+            if rows:
+                log.info("publishing %d events again: no receipt from the cloud in time "
+                         "(%d awaiting)", len(rows), self.outbox.stats.awaiting_receipt)
+            return rows
+
+        def next_rows() -> tuple[list[Row], bool]:
+            """The next rows, and whether they are publications again (no cursor move)."""
             nonlocal last_urgent
             urgent = self.outbox.peek(self.batch, after=last_urgent, urgent=True)
             if urgent:
                 last_urgent = urgent[-1].rowid
-                return urgent
-            return self.outbox.peek(self.batch, after=last, urgent=False)
+                return urgent, False
+            again = overdue()
+            if again:
+                return again, True
+            return self.outbox.peek(self.batch, after=last, urgent=False), False
 
         try:
             while not failed.is_set():
-                rows = next_rows()
+                rows, again = next_rows()
                 if not rows:
                     await flush_acks()
                     self._wake.clear()
-                    rows = next_rows()
+                    rows, again = next_rows()
                     if not rows:
                         try:
                             async with asyncio.timeout(0.2):
@@ -206,7 +227,7 @@ class Uplink:
                     task = asyncio.create_task(send(row))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
-                    if row.kind is not RowKind.URGENT:
+                    if row.kind is not RowKind.URGENT and not again:
                         last = row.rowid
                     if row.kind is not RowKind.URGENT and self.outbox.has_urgent_after(
                             last_urgent):

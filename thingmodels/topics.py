@@ -9,8 +9,11 @@
     ev/v1/{gw}/{product}/{device}/svc/{name}/reply
     ev/v1/{gw}/{product}/{device}/state
     ev/v1/{gw}/{product}/{device}/desired
+    ev/v1/{gw}/gateway/{gw}/receipt
 
-The gateway itself is ``product = "gateway"``, ``device = gw``. Every level is checked: an id that
+The gateway itself is ``product = "gateway"``, ``device = gw``. ``receipt`` (down, QoS 1) carries
+the ids of the gateway's events that a cloud worker has committed (``p = {"ids": [...]}``, see
+:func:`gateway_receipt`); the gateway keeps an event in its outbox until then. Every level is checked: an id that
 cannot be a single topic level (``/ + #``, control characters, a leading ``$``, empty, too long)
 is refused with :class:`~thingmodels.errors.TopicError`.
 """
@@ -40,6 +43,7 @@ class Kind(StrEnum):
     SVC_REPLY = "svc_reply"
     STATE = "state"
     DESIRED = "desired"
+    RECEIPT = "receipt"
 
 
 _NAMED = {Kind.EVENT, Kind.EVENT_REPLY, Kind.SVC, Kind.SVC_REPLY}
@@ -86,7 +90,7 @@ class Topic:
         """The topic string."""
         base = f"{PREFIX}/{self.gw}/{self.product}/{self.device}"
         match self.kind:
-            case Kind.PROP | Kind.STATE | Kind.DESIRED:
+            case Kind.PROP | Kind.STATE | Kind.DESIRED | Kind.RECEIPT:
                 return f"{base}/{self.kind.value}"
             case Kind.EVENT:
                 return f"{base}/event/{self.name}"
@@ -123,6 +127,8 @@ def parse(topic: str) -> Topic:
             return Topic(gw, product, device, Kind.STATE)
         case ["desired"]:
             return Topic(gw, product, device, Kind.DESIRED)
+        case ["receipt"]:
+            return Topic(gw, product, device, Kind.RECEIPT)
         case ["event", name]:
             return Topic(gw, product, device, Kind.EVENT, name)
         case ["event", name, "reply"]:
@@ -144,6 +150,19 @@ def gateway_desired(gw: str) -> Topic:
     return Topic(gw, "gateway", gw, Kind.DESIRED)
 
 
+def gateway_receipt(gw: str) -> Topic:
+    """Where cloud workers send the receipts of a gateway's committed events (down, QoS 1).
+
+    One topic per gateway, for the events of all its devices: the payload is an envelope with
+    ``p = {"ids": [event envelope id, ...]}`` (``RECEIPT_IDS``), batched by the cloud.
+    """
+    return Topic(gw, "gateway", gw, Kind.RECEIPT)
+
+
+#: key of the id list in a receipt's ``p``
+RECEIPT_IDS = "ids"
+
+
 def uplink_filters() -> list[str]:
     """Filters a cloud worker subscribes to (everything a gateway sends up)."""
     base = f"{PREFIX}/+/+/+"
@@ -154,7 +173,8 @@ def downlink_filters(gw: str) -> list[str]:
     """Filters a gateway subscribes to (everything the cloud sends to it)."""
     check_id(gw, "gateway id")
     base = f"{PREFIX}/{gw}/+/+"
-    return [f"{base}/svc/+", f"{base}/event/+/reply", f"{base}/desired"]
+    return [f"{base}/svc/+", f"{base}/event/+/reply", f"{base}/desired",
+            gateway_receipt(gw).render()]
 
 
 def shared(group: str, topic_filter: str) -> str:

@@ -14,13 +14,15 @@ would through the API, and pushes the gateway's provisioning:
 Idempotent: everything is looked up first (tenant by id, admin by username, station by tenant
 and name, chargers by gateway and device id, the tariff by its content, customers by phone,
 cards by number) and every top-up carries an idempotency key, so running it again creates
-nothing twice; :attr:`SeedResult.created` lists what one run did create. Generic: any gateway
+nothing twice (an OCPP charger found with another password than the one given gets the given
+one, once); :attr:`SeedResult.created` lists what one run did create. Generic: any gateway
 id, any list of YKC piles and OCPP charge points (the demo and the chaos drill share it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -296,7 +298,7 @@ def _chargers(cloud: CloudService, station: Station, gw: str, piles: Sequence[Yk
             if charger.station_id != station.id:
                 log.warning("seed: charger %s on %s belongs to station %s, not %s; kept",
                             device, gw, charger.station_id, station.id)
-            out.append(charger)
+            out.append(_password(cloud, charger, spec.get("password"), created))
             continue
         try:
             charger = catalog.register_charger(station_id=station.id, gateway_id=gw,
@@ -307,6 +309,21 @@ def _chargers(cloud: CloudService, station: Station, gw: str, piles: Sequence[Yk
                        f"connectors) on {gw}")
         out.append(charger)
     return out
+
+
+def _password(cloud: CloudService, charger: Charger, password: str | None,
+              created: list[str]) -> Charger:
+    """An existing OCPP charger gets the password given if it holds another one (the
+    charger must be able to log in with what the caller configures); none given: kept."""
+    if password is None or charger.password_sha256 == \
+            hashlib.sha256(password.encode()).hexdigest():
+        return charger
+    try:
+        changed = cloud.catalog.update_charger(charger.id, password=password)
+    except CloudError as exc:
+        raise _wrap(f"charger {charger.device_id}", exc) from exc
+    created.append(f"password of charger {charger.device_id}")
+    return changed
 
 
 def _comparable(doc: Mapping[str, Any]) -> dict[str, Any]:

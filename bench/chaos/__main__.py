@@ -1,5 +1,5 @@
 """``python -m bench.chaos [--small] [--duration S] [--ykc N] [--ocpp N] [--broker-restarts K]
-[--seed X]``: run one chaos drill, print the verdict line, exit 0 on PASS, 1 on FAIL, 2 when
+[--seed X] [--workers N]``: run one chaos drill, print the verdict line, exit 0 on PASS, 1 on FAIL, 2 when
 the drill could not run."""
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocpp", type=int, help="OCPP 1.6 chargers")
     parser.add_argument("--broker-restarts", type=int, help="broker restarts during the run")
     parser.add_argument("--seed", type=int, help="the simulator's seed (sessions, cards)")
+    parser.add_argument("--workers", type=int,
+                        help="cloud worker processes (default 1; more than one share the load "
+                             "through shared subscriptions; the cloud kills rotate over them)")
     parser.add_argument("--sqlite", action="store_true",
                         help="SQLite instead of a fresh PostgreSQL database")
     parser.add_argument("--workdir", type=Path,
@@ -41,7 +44,7 @@ def spec_of(args: argparse.Namespace) -> DrillSpec:
     """The drill's spec from parsed options (ChaosError for values the spec refuses)."""
     spec = small_spec() if args.small else DrillSpec()
     changes = {name: getattr(args, name) for name in
-               ("duration", "ykc", "ocpp", "broker_restarts", "seed")
+               ("duration", "ykc", "ocpp", "broker_restarts", "seed", "workers")
                if getattr(args, name, None) is not None}
     return replace(spec, **changes)
 

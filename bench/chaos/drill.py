@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -135,15 +136,22 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 class Chaos:
     """Breaks things on the drill's schedule (blocking steps run in threads)."""
 
-    def __init__(self, spec: DrillSpec, broker: Mosquitto, cloud: Proc, gateway: Proc,
+    def __init__(self, spec: DrillSpec, broker: Mosquitto, clouds: list[Proc], gateway: Proc,
                  say: Say) -> None:
         self.spec = spec
         self.broker = broker
-        self.cloud = cloud
+        self.clouds = clouds
         self.gateway = gateway
         self.say = say
         self.broker_restarts = 0
+        self.cloud_kills = 0
         self.problems: list[str] = []
+
+    def _next_cloud(self) -> Proc:
+        """The worker the next cloud kill hits (they take turns)."""
+        proc = self.clouds[self.cloud_kills % len(self.clouds)]
+        self.cloud_kills += 1
+        return proc
 
     def _broker(self) -> None:
         self.broker.stop()
@@ -160,12 +168,16 @@ class Chaos:
         """Run the schedule; a step that fails is recorded and the next one still runs."""
         for offset, action in self.spec.chaos_events():
             await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
-            step = {"broker": self._broker,
-                    "cloud": lambda: self._bounce(self.cloud),
-                    "gateway": lambda: self._bounce(self.gateway)}[action]
-            what = {"broker": "broker restart (SIGTERM, persistence kept)",
-                    "cloud": "cloud worker SIGKILL + restart",
-                    "gateway": "gateway SIGKILL + restart (outbox file kept)"}[action]
+            step: Callable[[], None]
+            if action == "broker":
+                step, what = self._broker, "broker restart (SIGTERM, persistence kept)"
+            elif action == "cloud":
+                victim = self._next_cloud()
+                step = functools.partial(self._bounce, victim)
+                what = f"cloud worker {victim.name} SIGKILL + restart"
+            else:
+                step = functools.partial(self._bounce, self.gateway)
+                what = "gateway SIGKILL + restart (outbox file kept)"
             self.say(f"t+{time.monotonic() - t0:.0f}s: {what}")
             try:
                 await asyncio.to_thread(step)
@@ -175,7 +187,10 @@ class Chaos:
 
     def describe(self) -> str:
         """``3 broker restarts, cloud killed 1x, gateway killed 1x``."""
-        return (f"{self.broker_restarts} broker restarts, cloud killed {self.cloud.kills}x, "
+        workers = f" ({len(self.clouds)} workers, shared subscription)" \
+            if len(self.clouds) > 1 else ""
+        return (f"{self.broker_restarts} broker restarts, cloud killed "
+                f"{sum(c.kills for c in self.clouds)}x{workers}, "
                 f"gateway killed {self.gateway.kills}x")
 
 
@@ -243,8 +258,12 @@ async def run_drill(spec: DrillSpec, workdir: Path, *, postgres: bool = True,
     try:
         broker.start()
         db = make_database(workdir, postgres=postgres)
-        http_port, ykc_port, ocpp_port = free_ports(3)
-        cloud_doc = cloud_config(db, broker.port, http_port, auth)
+        http_port, ykc_port, ocpp_port, *more_http = free_ports(2 + spec.workers)
+        shared = spec.workers > 1
+        cloud_docs = [cloud_config(db, broker.port, port, auth, shared=shared,
+                                   worker_id=f"chaos-cloud-{i}" if shared else "chaos-cloud")
+                      for i, port in enumerate([http_port, *more_http], start=1)]
+        cloud_doc = cloud_docs[0]
         api = f"http://127.0.0.1:{http_port}"
         ledger = workdir / "ledger.jsonl"
         ledger.unlink(missing_ok=True)
@@ -255,18 +274,21 @@ async def run_drill(spec: DrillSpec, workdir: Path, *, postgres: bool = True,
                            token="pending", ledger=ledger)
         seeded = await asyncio.to_thread(seed, local, draft)
         say(f"site: broker :{broker.port}, database {db.url.split('@')[-1]}, "
-            f"{len(seeded.chargers)} chargers, {len(seeded.customers)} customers seeded")
-        cloud = Proc("cloud", "cloud", cloud_doc, workdir, http_port, auth.env())
+            f"{len(seeded.chargers)} chargers, {len(seeded.customers)} customers seeded, "
+            f"{spec.workers} cloud worker(s)")
+        clouds = [Proc(doc["worker_id"].removeprefix("chaos-"), "cloud", doc, workdir,
+                       doc["http"]["port"], auth.env()) for doc in cloud_docs]
         gateway = Proc("gateway", "edge", gateway_config(workdir, broker.port, ykc_port,
                                                          ocpp_port), workdir, ykc_port)
-        procs += [cloud, gateway]
-        await asyncio.to_thread(cloud.start)
+        procs += [*clouds, gateway]
+        for cloud in clouds:
+            await asyncio.to_thread(cloud.start)
         await asyncio.to_thread(gateway.start)
         await _provisioned(local)
         token = await _login(api, auth.admin_password)
         fleet = fleet_spec(spec, ykc_port=ykc_port, ocpp_port=ocpp_port, api=api, token=token,
                            ledger=ledger)
-        chaos = Chaos(spec, broker, cloud, gateway, say)
+        chaos = Chaos(spec, broker, clouds, gateway, say)
         say(f"fleet: {spec.ykc} YKC + {spec.ocpp} OCPP 1.6 for {spec.duration:g}s; chaos at "
             + ", ".join(f"{a}@{t:.0f}s" for t, a in spec.chaos_events()))
         t0 = time.monotonic()

@@ -82,15 +82,18 @@ class Secrets:
 
 
 def cloud_config(db: Database, broker_port: int, http_port: int,
-                 auth: Secrets) -> dict[str, Any]:
-    """The cloud worker's YAML document."""
+                 auth: Secrets, *, worker_id: str = "chaos-cloud",
+                 shared: bool = False) -> dict[str, Any]:
+    """A cloud worker's YAML document (``shared``: one of N workers on a shared
+    subscription)."""
     return {
-        "worker_id": "chaos-cloud",
+        "worker_id": worker_id,
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "username": "cloud",
                  "password": USERS["cloud"], "backoff_max": 1.0,
-                 # one worker: plain subscriptions, which Mosquitto keeps across its restarts
-                 # (shared ones it does not: docs/scale-out.md "Known gap")
-                 "shared_group": None},
+                 # one worker: plain subscriptions, which Mosquitto keeps across its restarts;
+                 # N workers: shared ones, whose losses on a broker restart the gateway's
+                 # receipts cover (docs/scale-out.md "End-to-end receipts")
+                 "shared_group": "voltmesh" if shared else None},
         "database_url": db.url,
         "http": {"host": "127.0.0.1", "port": http_port},
         "log_format": "console",
@@ -110,7 +113,10 @@ def gateway_config(workdir: Path, broker_port: int, ykc_port: int,
         "gateway_id": GATEWAY,
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "username": GATEWAY,
                  "password": USERS[GATEWAY], "backoff_initial": 0.2, "backoff_max": 1.0},
-        "outbox": {"path": str(workdir / "gateway-outbox.db")},
+        # events the broker lost in a restart window come again after the receipt timeout:
+        # shorter than the shipped 30 s / 10 min so they land within the drill's settle wait
+        "outbox": {"path": str(workdir / "gateway-outbox.db"), "receipt_timeout": "10s",
+                   "receipt_timeout_max": "20s"},
         "telemetry": {"flush_interval": 1.0},
         "adapters": {
             "ykc": {"host": "127.0.0.1", "port": ykc_port, "heartbeat_interval": 5.0},

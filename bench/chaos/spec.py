@@ -18,6 +18,9 @@ class DrillSpec:
     cloud_kills: int = 1
     gateway_kills: int = 1
     seed: int = 1
+    #: cloud worker processes; more than one share the load through MQTT 5 shared
+    #: subscriptions (the gateway's receipts cover what Mosquitto loses of them on a restart)
+    workers: int = 1
     #: seconds a killed process / stopped broker stays down before it is started again
     down_for: float = 3.0
     #: per connector: mean sessions per hour and mean session length (minutes)
@@ -40,6 +43,8 @@ class DrillSpec:
                 raise ChaosError(f"{name} must be >= 0")
         if self.sessions_per_hour * self.session_minutes >= 60:
             raise ChaosError("sessions per hour x session length must leave idle time")
+        if self.workers < 1:
+            raise ChaosError(f"--workers {self.workers}: at least 1")
         if self.down_for < 0:
             raise ChaosError("down_for must be >= 0")
 

@@ -34,9 +34,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
     piles = args.piles or (200 if args.small else 10_000)
     charging = args.charging if args.charging is not None else piles // 10
     steady = args.steady or (5.0 if args.small else 30.0)
-    options = argparse.Namespace(
-        piles=piles, charging=min(charging, piles), calls=0, concurrency=50, steady=steady,
-        connect_rate=args.connect_rate, connect_timeout=max(60.0, piles / 20))
+    options = ykc_piles.options(
+        piles=piles, charging=min(charging, piles), calls=0, idle_calls=0, concurrency=50,
+        steady=steady, connect_rate=args.connect_rate, connect_timeout=max(60.0, piles / 20))
     figures = await ykc_piles.run(options)
     report = Report(NAME)
     report.figures.update(machine())

@@ -10,6 +10,13 @@ Every session, whatever the version, becomes ``connector`` events::
 plus the connector properties of the meter values they carry (each with its own sample time).
 Energies are exact :class:`~decimal.Decimal` kWh.
 
+Session samples: like YKC's real-time frames, every ``connector`` property sample that names
+the running session (``sessionId`` not empty) carries its energy -- ``energy`` (kWh so far) and,
+when a register was read, ``meterEnergy`` (the register) -- because the cloud's
+``billing-session-samples`` rule takes each such sample as a billing sample and refuses one with
+neither. At the start that is ``energy: 0`` (+ the start register); per meter update the
+register and the energy since the start; at the end ``sessionId: ""`` with the stop register.
+
 ============  =====================================  ========================================
               1.6                                    2.0.1
 ============  =====================================  ========================================
@@ -227,6 +234,21 @@ def _ended_params(tr: Translation, state: SessionState, seq: int, meter_stop: De
     return params
 
 
+def _session_sample(tr: Translation, device: str, session_id: str, *,
+                    register: Decimal | None, energy: Decimal | None, ts: int | None) -> None:
+    """The connector sample of a session: ``sessionId`` with its energy (see the module
+    docstring); ``session_id=""`` at the end. A running session's sample with neither a
+    register nor an energy is not made (its event says what is known)."""
+    props: dict[str, Any] = {"sessionId": session_id}
+    if register is not None:
+        props["meterEnergy"] = register
+    if energy is not None:
+        props["energy"] = energy
+    if session_id and len(props) == 1:
+        return
+    tr.prop("connector", device, props, ts=ts)
+
+
 def _repeat_end(tr: Translation, state: SessionState) -> tuple[SessionState, Translation]:
     assert state.ended_params is not None
     params = dict(state.ended_params)
@@ -261,8 +283,8 @@ def start_transaction(charge_point_id: str, payload: Mapping[str, Any], transact
         params["reservationId"] = int(payload["reservationId"])
     tr.event("connector", device, "sessionStarted", params, ts=started_at,
              once_key=session_once_key(device, session_id, "sessionStarted", 0))
-    tr.prop("connector", device, {"sessionId": session_id, "meterEnergy": meter_start,
-                                  "energy": Decimal(0)}, ts=started_at)
+    _session_sample(tr, device, session_id, register=meter_start, energy=Decimal(0),
+                    ts=started_at)
     return state, tr
 
 
@@ -280,7 +302,8 @@ def session_meter_values(state: SessionState, samples: list[MeterSample], tr: Tr
         params["meter"] = register
         if state.meter_start is not None and register >= state.meter_start:
             params["energy"] = register - state.meter_start
-            tr.prop("connector", state.device, {"energy": params["energy"]}, ts=last.ts)
+    _session_sample(tr, state.device, state.session_id, register=register,
+                    energy=params.get("energy"), ts=last.ts)
     props = connector_properties(last)
     for name in ("power", "soc"):
         if name in props:
@@ -319,10 +342,8 @@ def stop_transaction(charge_point_id: str, payload: Mapping[str, Any],
                            ended_at, max_power_kw)
     tr.event("connector", state.device, "sessionEnded", params, ts=ended_at,
              once_key=session_once_key(state.device, state.session_id, "sessionEnded", seq))
-    final: dict[str, Any] = {"sessionId": "", "meterEnergy": meter_stop}
-    if "energy" in params:
-        final["energy"] = params["energy"]
-    tr.prop("connector", state.device, final, ts=ended_at)
+    _session_sample(tr, state.device, "", register=meter_stop, energy=params.get("energy"),
+                    ts=ended_at)
     state = dataclasses.replace(state, seq=seq, ended=True, ended_params=params,
                                 last_register=meter_stop)
     return state, tr
@@ -403,7 +424,8 @@ def transaction_event(charge_point_id: str, payload: Mapping[str, Any],
             params["offline"] = True
         tr.event("connector", state.device, "sessionStarted", params, ts=ts,
                  once_key=session_once_key(state.device, session_id, "sessionStarted", seq))
-        tr.prop("connector", state.device, {"sessionId": session_id}, ts=ts)
+        _session_sample(tr, state.device, session_id, register=state.meter_start,
+                        energy=Decimal(0), ts=ts)
         if state.started_at is None:
             state = dataclasses.replace(state, started_at=ts)
         return state, tr
@@ -414,8 +436,9 @@ def transaction_event(charge_point_id: str, payload: Mapping[str, Any],
             params["meter"] = last
             if state.meter_start is not None and last >= state.meter_start:
                 params["energy"] = last - state.meter_start
-                tr.prop("connector", state.device, {"energy": params["energy"]},
-                        ts=last_sample.ts if last_sample else ts)
+        _session_sample(tr, state.device, session_id, register=last,
+                        energy=params.get("energy"),
+                        ts=last_sample.ts if last_sample is not None else ts)
         if last_sample is not None:
             props = connector_properties(last_sample)
             params.update({k: props[k] for k in ("power", "soc") if k in props})
@@ -431,9 +454,7 @@ def transaction_event(charge_point_id: str, payload: Mapping[str, Any],
     params = _ended_params(tr, state, seq, meter_stop, reason, ts, max_power_kw)
     tr.event("connector", state.device, "sessionEnded", params, ts=ts,
              once_key=session_once_key(state.device, session_id, "sessionEnded", seq))
-    final: dict[str, Any] = {"sessionId": ""}
-    if "energy" in params:
-        final["energy"] = params["energy"]
-    tr.prop("connector", state.device, final, ts=ts)
+    _session_sample(tr, state.device, "", register=meter_stop, energy=params.get("energy"),
+                    ts=ts)
     state = dataclasses.replace(state, ended=True, ended_params=params)
     return state, tr

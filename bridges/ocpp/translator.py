@@ -25,8 +25,14 @@ from bridges.ocpp.timestamps import (
 from bridges.ocpp.translation import Translation
 from bridges.ocpp.versions import OcppVersion
 
-KEEP_ENDED = 64
-"""Ended sessions kept (so that a repeated stop is recognised), per charge point."""
+KEEP_ENDED = 16
+"""Ended sessions kept (so that a repeated stop is recognised), per charge point. A repeated
+stop is the charger re-sending one whose answer it lost, before any later transaction message
+(transaction messages are delivered in order), so the last few per connector suffice. Each
+costs ~1.1 KB of gateway memory for as long as the gateway runs (the translator outlives the
+connection) and ~0.5 KB of the JSON persisted at every session start and end: 64 were ~70 KB
+and 34 KB per busy charger, more than its connection (docs/protocols/ocpp.md "Memory per
+connection")."""
 
 
 class ChargePointTranslator:

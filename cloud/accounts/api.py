@@ -14,12 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.accounts.http import ErrorRoute, MoneyIn, MoneyOut, idempotency_key
+from cloud.accounts.http import AccountsRoute, MoneyIn, MoneyOut, idempotency_key
 from cloud.accounts.models import Card, LedgerEntry, User, Vehicle, Wallet
 from cloud.accounts.service import AccountService
 from cloud.auth.principal import Principal, require
 
-router = APIRouter(prefix="/api/v1", route_class=ErrorRoute)
+router = APIRouter(prefix="/api/v1", route_class=AccountsRoute)
 
 
 def get_accounts(request: Request) -> AccountService:

@@ -29,7 +29,7 @@ class InvalidInput(AccountError):
     """A value is malformed (an amount with 3 decimals, a VIN of 16 characters ...)."""
 
     status = 400
-    code = "invalid"
+    code = "bad_request"
 
 
 class NotFound(AccountError):

@@ -1,58 +1,22 @@
-"""HTTP helpers shared by the accounts and payments routers: error bodies, money input."""
+"""HTTP helpers shared by the accounts and payments routers: the accounts' route class (errors
+rendered by :mod:`cloud.api.errors`), money in and out, the ``Idempotency-Key`` header."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi import HTTPException, Request
 from pydantic import BeforeValidator, PlainSerializer
 
-from cloud.accounts.errors import InvalidInput
+from cloud.accounts.errors import AccountError, InvalidInput
 from cloud.accounts.money import to_money
-from cloud.errors import CloudError, StoreError
+from cloud.api.errors import OWN, ErrorMap, error_route
 
-_SLUGS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid",
-          503: "unavailable"}
-
-
-def error_response(status: int, error: str, detail: Any,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The API's error body: ``{"error": <code>, "detail": <text or list>}``."""
-    return JSONResponse(status_code=status, content={"error": error, "detail": detail},
-                        headers=headers)
-
-
-class ErrorRoute(APIRoute):
-    """A route that answers every error with ``{"error", "detail"}``: the package errors
-    (``status``/``code`` attributes), HTTP errors raised by dependencies (401/403 of
-    :mod:`cloud.auth.principal`), and request validation errors (422)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except StoreError as exc:
-                return error_response(503, "store_unavailable", str(exc))
-            except CloudError as exc:
-                status = getattr(exc, "status", 500)
-                return error_response(status, getattr(exc, "code", "internal"), str(exc))
-            except HTTPException as exc:
-                return error_response(exc.status_code,
-                                      _SLUGS.get(exc.status_code, f"http_{exc.status_code}"),
-                                      exc.detail, dict(exc.headers or {}))
-            except RequestValidationError as exc:
-                return error_response(422, "invalid", jsonable_encoder(exc.errors()))
-
-        return run
+#: the accounts' exceptions carry their own HTTP status and error code
+ERRORS: ErrorMap = {AccountError: OWN}
+#: the route class of the accounts router: every failure is ``{"error", "detail"}``
+AccountsRoute = error_route(ERRORS, "AccountsRoute")
 
 
 def _money_in(value: Any) -> Decimal:

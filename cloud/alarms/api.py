@@ -13,18 +13,21 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from cloud.alarms.errors import AlarmConflict, AlarmError, AlarmNotFound
+from cloud.alarms.errors import AlarmConflict, AlarmNotFound
 from cloud.alarms.manager import AlarmManager
 from cloud.alarms.states import Level, State
 from cloud.alarms.tables import AlarmRow
 from cloud.alarms.view import AlarmFilter, alarm_dict
+from cloud.api.errors import ApiError, ErrorMap, error_route
 from cloud.auth.principal import Principal, require
-from cloud.errors import StoreError
 
-router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
+#: what the alarms' exceptions are answered with (a store failure: 503 ``store_unavailable``)
+ERRORS: ErrorMap = {AlarmNotFound: (404, "not_found"), AlarmConflict: (409, "conflict")}
+
+router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"],
+                   route_class=error_route(ERRORS, "AlarmsRoute"))
 
 Reader = Annotated[Principal, Depends(require("alarms:read"))]
 Writer = Annotated[Principal, Depends(require("alarms:write"))]
@@ -93,28 +96,12 @@ class Note(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
-
-
-def _failure(exc: Exception) -> JSONResponse:
-    if isinstance(exc, AlarmNotFound):
-        return _error(404, "not_found", str(exc))
-    if isinstance(exc, AlarmConflict):
-        return _error(409, "conflict", str(exc))
-    if isinstance(exc, StoreError):
-        return _error(503, "store_unavailable", str(exc))
-    return _error(500, "internal", str(exc))
-
-
-def _manager(request: Request) -> AlarmManager | None:
+def _manager(request: Request) -> AlarmManager:
     manager: AlarmManager | None = getattr(request.app.state, "alarms", None)
-    if manager is not None:
-        manager.attach()  # points and notifications of operator actions go out on this loop
+    if manager is None:
+        raise ApiError(503, "unavailable", "alarms are not enabled on this worker")
+    manager.attach()  # points and notifications of operator actions go out on this loop
     return manager
-
-
-_NO_MANAGER = ("unavailable", "alarms are not enabled on this worker")
 
 
 @router.get("", response_model=AlarmList)
@@ -131,62 +118,42 @@ async def list_alarms(
     until: Annotated[int | None, Query(ge=0, description="ms; first raised before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> AlarmList | JSONResponse:
+) -> AlarmList:
     manager = _manager(request)
-    if manager is None:
-        return _error(503, *_NO_MANAGER)
     filt = AlarmFilter(
         states=frozenset(state) if state else None,
         levels=frozenset(lv.value for lv in level) if level else None,
         type=type, gw=gw, product=product, device=device, since=since, until=until,
     )
-    try:
-        page = await asyncio.to_thread(
-            manager.list_alarms, filt, tenant_clause=principal.tenant_clause(AlarmRow.tenant_id),
-            limit=limit, offset=offset)
-    except (AlarmError, StoreError) as exc:
-        return _failure(exc)
+    page = await asyncio.to_thread(
+        manager.list_alarms, filt, tenant_clause=principal.tenant_clause(AlarmRow.tenant_id),
+        limit=limit, offset=offset)
     return AlarmList(items=[AlarmOut(**alarm_dict(a)) for a in page.items], count=page.total)
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetail)
 async def get_alarm(request: Request, alarm_id: str,
-                    principal: Reader) -> AlarmDetail | JSONResponse:
+                    principal: Reader) -> AlarmDetail:
     manager = _manager(request)
-    if manager is None:
-        return _error(503, *_NO_MANAGER)
-    try:
-        alarm = await asyncio.to_thread(manager.get, alarm_id, visible=principal.sees)
-    except (AlarmError, StoreError) as exc:
-        return _failure(exc)
+    alarm = await asyncio.to_thread(manager.get, alarm_id, visible=principal.sees)
     return AlarmDetail(**alarm_dict(alarm, history=True))
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmDetail)
 async def acknowledge_alarm(request: Request, alarm_id: str, principal: Writer,
-                            body: Note | None = None) -> AlarmDetail | JSONResponse:
+                            body: Note | None = None) -> AlarmDetail:
     manager = _manager(request)
-    if manager is None:
-        return _error(503, *_NO_MANAGER)
     note = body.note if body is not None else None
-    try:
-        alarm = await asyncio.to_thread(manager.acknowledge, alarm_id, principal.subject, note,
-                                        visible=principal.sees)
-    except (AlarmError, StoreError) as exc:
-        return _failure(exc)
+    alarm = await asyncio.to_thread(manager.acknowledge, alarm_id, principal.subject, note,
+                                    visible=principal.sees)
     return AlarmDetail(**alarm_dict(alarm, history=True))
 
 
 @router.post("/{alarm_id}/close", response_model=AlarmDetail)
 async def close_alarm(request: Request, alarm_id: str, principal: Writer,
-                      body: Note | None = None) -> AlarmDetail | JSONResponse:
+                      body: Note | None = None) -> AlarmDetail:
     manager = _manager(request)
-    if manager is None:
-        return _error(503, *_NO_MANAGER)
     note = body.note if body is not None else None
-    try:
-        alarm = await asyncio.to_thread(manager.close, alarm_id, principal.subject, note,
-                                        visible=principal.sees)
-    except (AlarmError, StoreError) as exc:
-        return _failure(exc)
+    alarm = await asyncio.to_thread(manager.close, alarm_id, principal.subject, note,
+                                    visible=principal.sees)
     return AlarmDetail(**alarm_dict(alarm, history=True))

@@ -29,7 +29,7 @@ from cloud.api.devices import (
     ServiceResult,
 )
 from cloud.api.devices import router as devices_router
-from cloud.api.errors import error_response, explain_validation
+from cloud.api.errors import error_response, validation_error
 from cloud.api.stats import router as stats_router
 from cloud.metrics import CloudMetrics
 from cloud.registry import DeviceRegistry
@@ -89,27 +89,30 @@ def create_app(registry: DeviceRegistry, metrics: CloudMetrics, *,
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # every router answers invalid input alike, as the OpenAPI document declares
-        return error_response(422, "invalid_request", explain_validation(exc))
+        # routes outside an ErrorRoute answer invalid input alike, as the document declares
+        return validation_error(exc)
 
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"error": "bad_request", "detail": str(exc)})
+        return error_response(400, "bad_request", str(exc))
 
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
         # an integer parameter beyond what the database stores (64 bits): the caller's error
-        return JSONResponse(status_code=400, content={
-            "error": "bad_request", "detail": "a number is out of range (at most 2**63-1)"})
+        return error_response(400, "bad_request", "a number is out of range (at most 2**63-1)")
 
     @app.exception_handler(StatementError)
     async def _statement(request: Request, exc: StatementError) -> JSONResponse:
         if isinstance(exc.orig, OverflowError):
             return await _overflow(request, exc.orig)
         if isinstance(exc, DataError):  # PostgreSQL: "integer out of range" and the like
-            return JSONResponse(status_code=400, content={
-                "error": "bad_request", "detail": "a value is out of range for the database"})
+            return error_response(400, "bad_request", "a value is out of range for the database")
         raise exc
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: the caller still gets the API's error body (the server logs the traceback)
+        return error_response(500, "internal", "internal error")
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -44,7 +44,8 @@ from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.accounts.errors import NotFound as AccountNotFound
-from cloud.api.devices import ApiError, ErrorRoute, device_calls
+from cloud.api.devices import device_calls
+from cloud.api.errors import ApiError, ErrorRoute
 from cloud.auth.principal import Principal, require
 from cloud.catalog.models import ConnectorRef
 from cloud.errors import CommandError, CommandTimeout

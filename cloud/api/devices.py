@@ -1,8 +1,8 @@
 """The devices API (``router``, under ``/api/v1``): devices, gateways, service calls, desired state.
 
-Also holds what the API modules of :mod:`cloud.api` share: :class:`ApiError` and
-:class:`ErrorRoute` (every failure rendered as ``{"error": code, "detail": text}``) and the
-gateway visibility of a principal.
+Also holds what the API modules of :mod:`cloud.api` share: the gateway visibility of a
+principal and the consumer doing device calls. Failures are ``{"error": code, "detail": text}``
+(:mod:`cloud.api.errors`).
 
 The app provides ``app.state.registry`` (:class:`~cloud.registry.DeviceRegistry`),
 ``app.state.device_calls`` (the :class:`~cloud.consumer.Consumer`: ``call`` and
@@ -14,54 +14,15 @@ every gateway).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from cloud.api.errors import error_response, explain_validation
+from cloud.api.errors import ApiError, ErrorRoute
 from cloud.auth.principal import Principal, require
-from cloud.errors import CloudError, CommandError, CommandTimeout
+from cloud.errors import CommandError, CommandTimeout
 from thingmodels.errors import ThingModelError
-
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 422: "invalid_request",
-                 503: "unavailable", 504: "timeout"}
-
-
-class ApiError(CloudError):
-    """A failure of a north-bound API route, answered as ``{"error": code, "detail": detail}``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
-
-
-class ErrorRoute(APIRoute):
-    """Renders every failure of a route (validation, auth, :class:`ApiError`) as
-    ``{"error", "detail"}``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.detail)
-            except RequestValidationError as exc:
-                return error_response(422, "invalid_request", explain_validation(exc))
-            except HTTPException as exc:
-                code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "error")
-                return error_response(exc.status_code, code, str(exc.detail),
-                                      dict(exc.headers) if exc.headers else None)
-
-        return run
 
 
 async def visible_gateways(request: Request, principal: Principal) -> set[str] | None:

@@ -38,7 +38,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from cloud.api.devices import ApiError, ErrorRoute
+from cloud.api.errors import ApiError, ErrorRoute
 from cloud.auth.principal import Principal, require
 from cloud.catalog.models import ConnectorRef, Station
 from cloud.orders.models import Order, OrderTier

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.api.errors import OWN, ErrorMap, error_route
 from cloud.auth.errors import AuthError, NotAuthenticated, TooManyAttempts
 from cloud.auth.principal import AuthProblem, CurrentPrincipal, Principal, require, unauthorized
 from cloud.auth.service import AuthService
@@ -26,7 +27,10 @@ from cloud.auth.views import ApiKeyView, IssuedApiKey, Me, StaffView, TenantView
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/v1")
+#: the auth refusals carry their own HTTP status and error code
+ERRORS: ErrorMap = {AuthError: OWN}
+
+router = APIRouter(prefix="/api/v1", route_class=error_route(ERRORS, "AuthRoute"))
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=200,
@@ -48,13 +52,12 @@ KeysAdmin = Annotated[Principal, Depends(require("apikeys:admin"))]
 
 
 def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call the service; its refusals become HTTP errors."""
+    """Call the service; a 401 gets its ``WWW-Authenticate`` challenge (the route class
+    answers the other refusals by their own status and code)."""
     try:
         return fn(*args, **kwargs)
     except NotAuthenticated as exc:
         raise unauthorized(str(exc), error=exc.code) from None
-    except AuthError as exc:
-        raise AuthProblem(exc.status, exc.code, str(exc)) from None
 
 
 class _Body(BaseModel):

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
+from cloud.api.errors import http_error
 from cloud.auth.api import router
 from cloud.auth.authenticator import JwtAuthenticator
 from cloud.auth.config import AuthConfig
@@ -14,10 +15,9 @@ from cloud.auth.service import AuthService
 
 
 async def _auth_problem(request: Request, exc: Exception) -> JSONResponse:
+    # for routes outside an ErrorRoute, which answers an AuthProblem the same way itself
     assert isinstance(exc, AuthProblem)
-    return JSONResponse(status_code=exc.status_code,
-                        content={"error": exc.error, "detail": exc.detail},
-                        headers=exc.headers)
+    return http_error(exc)
 
 
 def install_auth(app: FastAPI, service: AuthService) -> JwtAuthenticator:

@@ -20,18 +20,16 @@ request, 503 not configured.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api.errors import error_response, explain_validation
+from cloud.api.errors import ApiError, ErrorMap, error_route
 from cloud.auth.principal import Principal, require
-from cloud.catalog.errors import CatalogError, Conflict, InvalidInput, NotFound
+from cloud.catalog.errors import Conflict, InvalidInput, NotFound
 from cloud.catalog.models import (
     DEFAULT_TZ,
     Charger,
@@ -47,51 +45,12 @@ from cloud.catalog.modes import OperatingMode, start_methods
 from cloud.catalog.provisioning import Provisioning, PushResult
 from cloud.catalog.repo import Catalog
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 422: "invalid_request",
-                 503: "unavailable"}
+#: what the catalogue's exceptions are answered with
+ERRORS: ErrorMap = {NotFound: (404, "not_found"), Conflict: (409, "conflict"),
+                    InvalidInput: (400, "bad_request")}
 
-
-class ApiError(Exception):
-    """An error answered as ``{"error": code, "detail": detail}``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
-
-
-class _CatalogRoute(APIRoute):
-    """Renders every failure of these routes as ``{"error", "detail"}``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.detail)
-            except RequestValidationError as exc:
-                return error_response(422, "invalid_request", explain_validation(exc))
-            except NotFound as exc:
-                return error_response(404, "not_found", str(exc))
-            except Conflict as exc:
-                return error_response(409, "conflict", str(exc))
-            except InvalidInput as exc:
-                return error_response(400, "bad_request", str(exc))
-            except CatalogError as exc:  # pragma: no cover - every subclass is handled above
-                return error_response(500, "internal", str(exc))
-            except HTTPException as exc:
-                code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "error")
-                return error_response(exc.status_code, code, str(exc.detail),
-                              dict(exc.headers) if exc.headers else None)
-
-        return run
-
-
-router = APIRouter(prefix="/api/v1", tags=["catalog"], route_class=_CatalogRoute)
+router = APIRouter(prefix="/api/v1", tags=["catalog"],
+                   route_class=error_route(ERRORS, "CatalogRoute"))
 
 StationsRead = Annotated[Principal, Depends(require("stations:read"))]
 StationsWrite = Annotated[Principal, Depends(require("stations:write"))]
@@ -545,9 +504,8 @@ async def get_tariff(tariff_id: int, principal: TariffsRead, catalog: Cat) -> Ta
 
 async def _push_charger(request: Request, catalog: Catalog, charger: Charger) -> PushOut:
     provisioning = _provisioning(request, catalog)
-    piles = [charger.device_id] if charger.protocol == Protocol.YKC else []
     return _push_out([await provisioning.push(charger.gateway_id, _publish(request),
-                                              chargers=piles)])
+                                              chargers=[charger.device_id])])
 
 
 @router.post("/chargers", status_code=201, response_model=ChargerChange)

@@ -3,22 +3,31 @@
 The gateway's desired document (``ev/v1/{gw}/gateway/{gw}/desired``, retained) is what the edge
 reads to admit chargers and to answer billing-model requests::
 
-    {"devices": [{"id": "32010200000001", "product": "charger", "protocol": "ykc",
-                  "kind": "dc", "connectors": 2, "ratedKw": "120", "mode": "online_billing",
-                  "station": "<station id>"},
-                 {"id": "CP-7", "product": "charger", "protocol": "ocpp16", ...,
-                  "password_sha256": "<hex>"}],                     # OCPP HTTP Basic
+    {"devices": [{"id": "32010200000001", "protocol": "ykc"},   # product: charger (default)
+                 {"id": "CP-7", "protocol": "ocpp16"}],
      "tariff": {edge_doc of the gateway's main station},            # when it has one
      ...parts added with Provisioning.add_part (e.g. "cards")}
+
+It is one MQTT packet (the broker's ``max_packet_size`` and the envelope limit: 1 MiB), so it
+holds only what admission needs, 22 bytes + the id per charger (37 for a 15-character id:
+20,000 chargers take 740 KB). Everything else about a charger is in its own document (below);
+with the password hash and the descriptive fields in the gateway document it stopped fitting at
+~7,400 chargers.
 
 A desired document replaces the previous one as a whole, so every producer of a key in the
 gateway document (the offline card list of :mod:`cloud.accounts`, for one) must contribute it
 through :meth:`Provisioning.add_part`; this module publishes the merged document.
 
-Per-charger documents (``ev/v1/{gw}/charger/{pile}/desired``: ``{"tariff": ...}``) are published
-for every YKC charger with its own station's tariff; the edge prefers them over the gateway's
-``tariff``, so a gateway serving several stations bills each pile right. OCPP chargers get no
-per-charger document (no tariff on the wire).
+Per-charger documents (``ev/v1/{gw}/charger/{id}/desired``) are published for every charger::
+
+    {"kind": "dc", "connectors": 2, "ratedKw": "120", "mode": "online_billing",
+     "station": "<station id>",
+     "tariff": {...},               # YKC: its own station's tariff, when it has one
+     "password_sha256": "<hex>"}    # OCPP with a password: HTTP Basic (security profile 1/2)
+
+The edge prefers a pile's ``tariff`` over the gateway's, so a gateway serving several stations
+bills each pile right; the OCPP listener checks a charger's password against its
+``password_sha256``.
 
 Pushes are tracked per gateway (generation vs pushed generation in ``catalog_gateway_sync``): a
 change that could not be pushed (no broker, a publish error) stays pending and
@@ -104,15 +113,21 @@ class Provisioning:
 
     @staticmethod
     def _device(charger: Charger) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "id": charger.device_id, "product": "charger", "protocol": charger.protocol,
+        """The charger's entry in the gateway document: what admission needs, no more (the
+        edge takes an entry without ``product`` for a charger)."""
+        return {"id": charger.device_id, "protocol": charger.protocol}
+
+    @staticmethod
+    def _charger_doc(charger: Charger) -> dict[str, Any]:
+        """The charger's own document (its tariff added by the caller)."""
+        doc: dict[str, Any] = {
             "kind": charger.kind, "connectors": charger.connector_count,
             "ratedKw": str(charger.rated_kw), "mode": charger.operating_mode,
             "station": charger.station_id,
         }
         if charger.protocol != Protocol.YKC and charger.password_sha256 is not None:
-            entry["password_sha256"] = charger.password_sha256
-        return entry
+            doc["password_sha256"] = charger.password_sha256
+        return doc
 
     def _documents(self, gw: str, only_chargers: set[str] | None,
                    problems: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -137,12 +152,15 @@ class Provisioning:
             if value is not None:
                 doc[key] = value
         out = [("gateway", gw, doc)]
-        for charger in ykc:
+        for charger in chargers:
             if only_chargers is not None and charger.device_id not in only_chargers:
                 continue
-            tariff = tariff_of(charger.station_id)
-            if tariff is not None:
-                out.append(("charger", charger.device_id, {"tariff": tariff}))
+            own = self._charger_doc(charger)
+            if charger.protocol == Protocol.YKC:
+                tariff = tariff_of(charger.station_id)
+                if tariff is not None:
+                    own["tariff"] = tariff
+            out.append(("charger", charger.device_id, own))
         return out
 
     def gateway_desired(self, gw: str) -> dict[str, Any]:
@@ -150,7 +168,7 @@ class Provisioning:
         return self._documents(gw, set(), [])[0][2]
 
     def charger_docs(self, gw: str) -> dict[str, dict[str, Any]]:
-        """Per-charger desired documents of the gateway's YKC chargers (pile -> doc)."""
+        """Per-charger desired documents of the gateway's chargers (device id -> doc)."""
         return {device: doc for product, device, doc in self._documents(gw, None, [])[1:]
                 if product == "charger"}
 

@@ -2,7 +2,7 @@
 refunds. Every route takes the caller from :mod:`cloud.auth.principal` and every query is
 narrowed to the caller's tenants; an order of another tenant is "not found". The service is
 ``request.app.state.orders`` (an :class:`~cloud.orders.service.OrderService`). Error bodies are
-``{"error": code, "detail": text}``.
+``{"error": code, "detail": text}`` (:mod:`cloud.api.errors`, with :data:`ERRORS`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from cloud.api.errors import ApiError, ErrorMap, error_route
 from cloud.auth.principal import Principal, require
 from cloud.orders.errors import (
     IdempotencyConflict,
@@ -31,7 +32,14 @@ from cloud.orders.service import OrderService
 from cloud.orders.status import OrderStatus
 from cloud.orders.views import OrderDetail, OrderPage, OrderView, RefundResult
 
-router = APIRouter(prefix="/api/v1", tags=["orders"])
+#: what the orders' exceptions are answered with (a ValueError is the caller's bad input)
+ERRORS: ErrorMap = {
+    OrderNotFound: (404, "not_found"), IdempotencyConflict: (409, "idempotency_conflict"),
+    RefundRejected: (409, "refund_rejected"), PaymentError: (409, "payment_failed"),
+    ValueError: (400, "bad_request")}
+
+router = APIRouter(prefix="/api/v1", tags=["orders"],
+                   route_class=error_route(ERRORS, "OrdersRoute"))
 
 Reader = Annotated[Principal, Depends(require("orders:read"))]
 Writer = Annotated[Principal, Depends(require("orders:write"))]
@@ -47,31 +55,11 @@ class RefundIn(BaseModel):
     reason: str = Field(min_length=1, max_length=255)
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
-
-
-def _failure(exc: Exception) -> JSONResponse:
-    if isinstance(exc, OrderNotFound):
-        return _error(404, "not_found", str(exc))
-    if isinstance(exc, IdempotencyConflict):
-        return _error(409, "idempotency_conflict", str(exc))
-    if isinstance(exc, RefundRejected):
-        return _error(409, "refund_rejected", str(exc))
-    if isinstance(exc, PaymentError):
-        return _error(409, "payment_failed", str(exc))
-    if isinstance(exc, ValueError):
-        return _error(400, "bad_request", str(exc))
-    return _error(500, "internal", str(exc))
-
-
-def _service(request: Request) -> OrderService | None:
+def _service(request: Request) -> OrderService:
     service = getattr(request.app.state, "orders", None)
-    return service if isinstance(service, OrderService) else None
-
-
-def _unavailable() -> JSONResponse:
-    return _error(503, "unavailable", "the orders service is not configured")
+    if not isinstance(service, OrderService):
+        raise ApiError(503, "unavailable", "the orders service is not configured")
+    return service
 
 
 def _query(station_id: str | None, charger_id: str | None, user_id: str | None,
@@ -95,11 +83,9 @@ async def list_orders(
     session_id: Id = None, since_ms: Ms = None, until_ms: Ms = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> OrderPage | JSONResponse:
+) -> OrderPage:
     """Orders the caller may see, newest start first (``since_ms`` <= start < ``until_ms``)."""
     service = _service(request)
-    if service is None:
-        return _unavailable()
     query = _query(station_id, charger_id, user_id, status, gw, device, session_id, since_ms,
                    until_ms, limit, offset)
     return await asyncio.to_thread(service.list_orders, principal, query)
@@ -114,8 +100,6 @@ async def export_orders(
 ) -> Response:
     """Every matching order as CSV, streamed (amounts and energies as exact decimals)."""
     service = _service(request)
-    if service is None:
-        return _unavailable()
     query = _query(station_id, charger_id, user_id, status, gw, device, session_id, since_ms,
                    until_ms, 1, 0)
     return StreamingResponse(service.export_csv(principal, query), media_type="text/csv",
@@ -124,15 +108,10 @@ async def export_orders(
 
 @router.get("/orders/{order_id}", response_model=OrderDetail)
 async def get_order(request: Request, order_id: int, principal: Reader
-                    ) -> OrderDetail | JSONResponse:
+                    ) -> OrderDetail:
     """One order with its per-tier breakdown, history and refunds."""
     service = _service(request)
-    if service is None:
-        return _unavailable()
-    try:
-        return await asyncio.to_thread(service.get_order, principal, order_id)
-    except OrdersError as exc:
-        return _failure(exc)
+    return await asyncio.to_thread(service.get_order, principal, order_id)
 
 
 def _sse(view: OrderView) -> str:
@@ -179,12 +158,7 @@ async def order_events(request: Request, order_id: int, principal: Reader) -> Re
     """Server-sent events: the order now (``event: order``, JSON data, ``id`` = its version),
     then every change, until the client goes away."""
     service = _service(request)
-    if service is None:
-        return _unavailable()
-    try:
-        await asyncio.to_thread(service.check_visible, principal, order_id)
-    except OrdersError as exc:
-        return _failure(exc)
+    await asyncio.to_thread(service.check_visible, principal, order_id)
     return StreamingResponse(_event_stream(service, order_id, principal),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -196,23 +170,19 @@ async def order_events(request: Request, order_id: int, principal: Reader) -> Re
 async def refund_order(
     request: Request, order_id: int, principal: Writer,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
-) -> RefundResult | JSONResponse:
+) -> RefundResult:
     """Refund (part of) what the order's wallet paid. The ``Idempotency-Key`` header is
     required: the same key returns the same refund, never a second one."""
     service = _service(request)
-    if service is None:
-        return _unavailable()
     if not idempotency_key or not idempotency_key.strip():
-        return _error(400, "bad_request", "the Idempotency-Key header is required")
+        raise ApiError(400, "bad_request", "the Idempotency-Key header is required")
     try:
         body: Any = await request.json()
         refund = RefundIn.model_validate(body)
     except (ValueError, ValidationError) as exc:
-        return _error(400, "bad_request", f"body: {exc}")
+        raise ApiError(400, "bad_request", f"body: {exc}") from None
     amount = Decimal(refund.amount) if refund.amount is not None else None
-    try:
-        return await asyncio.to_thread(
-            lambda: service.refund(order_id, amount=amount, reason=refund.reason,
-                                   key=idempotency_key.strip(), principal=principal))
-    except (OrdersError, ValueError) as exc:
-        return _failure(exc)
+    key = idempotency_key.strip()
+    return await asyncio.to_thread(
+        lambda: service.refund(order_id, amount=amount, reason=refund.reason, key=key,
+                               principal=principal))

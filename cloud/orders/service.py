@@ -260,6 +260,7 @@ class OrderService:
         if ev.name in (SAMPLE, "sessionUpdated") and billed(order):
             return False, None
         before = order.status
+        was_billed = billed(order)
         if order.tenant_id is None and place is not None:
             for name, value in _place_values(place).items():
                 setattr(order, name, value)
@@ -282,7 +283,9 @@ class OrderService:
             if order.status == OrderStatus.SETTLED.value and totals_disagree(order):
                 order.status = OrderStatus.DISPUTED.value
         debit = None
-        if ev.name != SAMPLE:
+        # a sample can be what bills the order (its end's grace passed): it pays then too,
+        # not a sweep later
+        if ev.name != SAMPLE or (billed(order) and not was_billed):
             self._resolve_payer(order)
             debit = self._plan_debit(order, ev.msg_id)
         if ev.name not in (SAMPLE, "sessionUpdated") or order.status != before:

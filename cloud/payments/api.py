@@ -14,12 +14,18 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.accounts.http import ErrorRoute, MoneyIn, MoneyOut, error_response, idempotency_key
+from cloud.accounts.http import ERRORS as ACCOUNT_ERRORS
+from cloud.accounts.http import MoneyIn, MoneyOut, idempotency_key
+from cloud.api.errors import OWN, error_response, error_route
 from cloud.auth.principal import Principal, require
+from cloud.payments.errors import PaymentError
 from cloud.payments.models import PaymentIntent, PaymentRefund
 from cloud.payments.service import PaymentService
 
-router = APIRouter(prefix="/api/v1", route_class=ErrorRoute, tags=["payments"])
+#: the payment errors carry their own HTTP status and error code (top-ups credit a wallet:
+#: the accounts' errors too)
+router = APIRouter(prefix="/api/v1", tags=["payments"], route_class=error_route(
+    {**ACCOUNT_ERRORS, PaymentError: OWN}, "PaymentsRoute"))
 
 #: a notify larger than this is not a provider's
 MAX_NOTIFY_BYTES = 64 * 1024

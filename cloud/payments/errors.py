@@ -30,7 +30,7 @@ class PaymentInvalid(PaymentError):
     """The request is malformed or not allowed."""
 
     status = 400
-    code = "invalid"
+    code = "bad_request"
 
 
 class PaymentNotFound(PaymentError):

@@ -82,6 +82,9 @@ def _values(exprs: Mapping[str, Expr], s: Subject, report: Report) -> dict[str, 
     return out
 
 
+_FIELD_TYPES = (bool, int, float, Decimal, str)
+
+
 class InfluxBuilder:
     """``influx``: a WritePoint; missing fields omitted, no point without fields."""
 
@@ -91,33 +94,47 @@ class InfluxBuilder:
         self.measurement = measurement
         self.tags = tags
         self.fields = fields
+        # a plain ``p['key']`` / ``p&['key']`` field is read straight from the params: its
+        # value is the param's, and a missing key is skipped like a null one
+        self._fields = tuple((name, expr, expr.param_key) for name, expr in fields.items())
+        self._tags = tuple((name, expr, expr.param_key) for name, expr in tags.items())
 
     def build(self, s: Subject, key: str, report: Report) -> Action | None:
         fields: dict[str, FieldValue] = {}
-        for name, expr in self.fields.items():
-            value = _value(expr, s, report)
+        p = s.ctx["p"]
+        for name, expr, pkey in self._fields:
+            value = p.get(pkey) if pkey is not None else _value(expr, s, report)
             if value is MISSING or value is None:
                 continue
-            if (isinstance(value, float) and not math.isfinite(value)) or \
-                    (isinstance(value, Decimal) and not value.is_finite()):
-                report(EvalFailure("type", f"field {name!r}: {value} is not a finite number"), s)
-                continue
-            if not isinstance(value, bool | int | float | Decimal | str):
-                report(EvalFailure("type", f"field {name!r}: a {type(value).__name__} is not "
-                                           "a field value"), s)
-                continue
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):
+                    report(EvalFailure("type", f"field {name!r}: {value} is not a finite "
+                                               "number"), s)
+                    continue
+            elif kind is not int and kind is not str and kind is not bool:
+                if (isinstance(value, float) and not math.isfinite(value)) or \
+                        (isinstance(value, Decimal) and not value.is_finite()):
+                    report(EvalFailure("type", f"field {name!r}: {value} is not a finite "
+                                               "number"), s)
+                    continue
+                if not isinstance(value, _FIELD_TYPES):
+                    report(EvalFailure("type", f"field {name!r}: a {type(value).__name__} is "
+                                               "not a field value"), s)
+                    continue
             fields[name] = value
         if not fields:
             return None
         tags: dict[str, str] = {}
-        for name, expr in self.tags.items():
-            value = _value(expr, s, report)
+        ctx = s.ctx
+        for name, expr, pkey in self._tags:
+            value = p.get(pkey) if pkey is not None else _value(expr, s, report)
             if value is MISSING or value is None:
                 continue
-            text = render_value(value)
+            text = value if type(value) is str else render_value(value)
             if text:
                 tags[name] = text
-        measurement = self.measurement.render(s.ctx)
+        measurement = self.measurement.render(ctx)
         return WritePoint(rule=self.rule, key=key, measurement=measurement, tags=tags,
                           fields=fields, ts_ms=s.ts_ms)
 
@@ -163,12 +180,13 @@ class AlarmBuilder:
             value = _value(self.value, s, report)
             if value is MISSING:
                 value = None
+        details = _values(self.details, s, report) if self.details else {}
         return AlarmSignal(
             rule=self.rule, key=key, type=self.type, dedupe=self.dedupe.render(s.ctx),
             active=active, level=self.level, gw=s.gw, product=s.product, device=s.device,
             ts_ms=s.ts_ms, message=self.message.render(s.ctx, strict=False), value=value,
             debounce_ms=self.debounce_ms, clear_after_ms=self.clear_after_ms,
-            details=_values(self.details, s, report), source=s.kind,
+            details=details, source=s.kind,
         )
 
 

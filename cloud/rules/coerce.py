@@ -14,7 +14,7 @@ from typing import Any
 from thingmodels.errors import PayloadError, UnknownModelError
 from thingmodels.loader import ModelRegistry, ThingModel
 from thingmodels.schema import ParamSpec, ParamType
-from thingmodels.validate import validate_value
+from thingmodels.validate import Check, check_of
 
 _Specs = Mapping[str, ParamSpec]
 
@@ -34,7 +34,7 @@ class Coercer:
 
     def __init__(self, models: ModelRegistry) -> None:
         self.models = models
-        self._needs: dict[tuple[str, str, str | None], dict[str, ParamSpec]] = {}
+        self._needs: dict[tuple[str, str, str | None], dict[str, Check]] = {}
 
     def specs(self, product: str, kind: str, name: str | None) -> _Specs | None:
         """The param specs of a message, or None when the model does not declare it."""
@@ -50,12 +50,13 @@ class Coercer:
             return None
         return None
 
-    def _decimal_specs(self, product: str, kind: str, name: str | None) -> dict[str, ParamSpec]:
+    def _decimal_specs(self, product: str, kind: str, name: str | None) -> dict[str, Check]:
+        """The checks of the params that hold decimals, by name."""
         key = (product, kind, name)
         needs = self._needs.get(key)
         if needs is None:
             specs = self.specs(product, kind, name) or {}
-            needs = {k: s for k, s in specs.items() if _has_decimal(s)}
+            needs = {k: check_of(s) for k, s in specs.items() if _has_decimal(s)}
             self._needs[key] = needs
         return needs
 
@@ -66,12 +67,12 @@ class Coercer:
         if not needs:
             return params
         out: dict[str, Any] | None = None
-        for key, spec in needs.items():
+        for key, check in needs.items():
             raw = params.get(key)
             if raw is None:
                 continue
             try:
-                value = validate_value(spec, raw, key)
+                value = check(raw, key)
             except PayloadError:
                 continue
             if out is None:

@@ -137,7 +137,8 @@ class Expr:
     anything else. A bare variable or ``p['name']`` is read directly (its Python value unchanged).
     """
 
-    __slots__ = ("_fast", "_fn", "_key", "_rule", "_safe", "keys", "result_type", "text")
+    __slots__ = ("_fast", "_fn", "_key", "_rule", "_safe", "keys", "param_key", "result_type",
+                 "symbol", "text")
 
     def __init__(self, text: str, context: Any, *, condition: bool = False) -> None:
         if not isinstance(text, str) or not text.strip():
@@ -171,6 +172,10 @@ class Expr:
         elif isinstance(root, re_ast.GetItemExpression) and _is_p(root.container) and \
                 isinstance(root.item, re_ast.StringExpression):
             self._fast, self._key, self._safe = "p", root.item.value, bool(root.safe)
+        #: for a bare ``p['key']`` / ``p&['key']``: the key (its value is the param's, unchanged)
+        self.param_key: str | None = self._key if self._fast == "p" else None
+        #: for a bare variable: its name (its value is the variable's, unchanged)
+        self.symbol: str | None = self._key if self._fast == "symbol" else None
         # closures for the common shapes (comparisons, and/or, ??, lookup tables)
         self._fn = compile_fast(root)
 
@@ -278,19 +283,23 @@ class Template:
             if isinstance(part, str):
                 out.append(part)
                 continue
-            try:
-                value = part.get(ctx)
-            except EvalFailure:
-                if strict:
-                    raise
-                out.append("?")
-                continue
-            if value is MISSING:
-                if strict:
-                    raise EvalFailure("missing", f"{part.text!r} in template {self.text!r}")
-                out.append("?")
-                continue
-            out.append(render_value(value))
+            symbol = part.symbol
+            if symbol is not None:  # a bare variable: every context has them all
+                value = ctx[symbol]
+            else:
+                try:
+                    value = part.get(ctx)
+                except EvalFailure:
+                    if strict:
+                        raise
+                    out.append("?")
+                    continue
+                if value is MISSING:
+                    if strict:
+                        raise EvalFailure("missing", f"{part.text!r} in template {self.text!r}")
+                    out.append("?")
+                    continue
+            out.append(value if type(value) is str else render_value(value))
         return "".join(out)
 
 

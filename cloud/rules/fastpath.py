@@ -80,6 +80,61 @@ def _item(key: str, safe: bool) -> Fn:
     return read
 
 
+def _raw_item(key: str, safe: bool) -> Fn:
+    """``p[key]`` (``p&[key]`` when ``safe``) as sent, not coerced."""
+    if safe:
+        def read_raw_safe(ctx: Mapping[str, Any]) -> Any:
+            return ctx["p"].get(key)
+        return read_raw_safe
+
+    def read_raw(ctx: Mapping[str, Any]) -> Any:
+        p = ctx["p"]
+        if key not in p:
+            raise Missing
+        return p[key]
+    return read_raw
+
+
+def _ordered_number(op: Callable[[Any, Any], bool], read: Fn, literal: Decimal) -> Fn:
+    """``field OP number``: what :func:`_ordered` gives, without a Decimal per float or int.
+
+    A float ``v`` becomes ``Decimal(repr(v))``, which converts back to ``v``; float conversion
+    never decreases, so when ``v`` differs from ``float(literal)`` the two compare as
+    ``Decimal(repr(v))`` and ``literal`` do (NaN and ``v == float(literal)`` take the exact
+    path). An int compares with a Decimal exactly as its Decimal does.
+    """
+    near = float(literal)
+
+    def compare_number(ctx: Mapping[str, Any]) -> bool:
+        raw = read(ctx)
+        kind = type(raw)
+        if kind is float:
+            if raw != near and raw == raw:  # noqa: PLR0124 - false for NaN only
+                return op(raw, near)
+        elif kind is int:
+            return op(raw, literal)
+        a = coerce(raw)
+        if type(a) is not Decimal:  # the literal is a number: any other type is a mismatch
+            raise Mismatch
+        return op(a, literal)
+    return compare_number
+
+
+_SCALARS = (str, bool, int, float, Decimal)
+
+
+def _null_test(read: Fn, negate: bool) -> Fn:
+    """``field == null`` / ``field != null``: what :func:`_equal` gives, without coercing."""
+    def null_test(ctx: Mapping[str, Any]) -> bool:
+        raw = read(ctx)
+        if raw is None:
+            return not negate
+        if type(raw) not in _SCALARS:
+            coerce(raw)  # raises Fallback: rule-engine decides
+        return negate
+    return null_test
+
+
 def _literal(value: Any) -> Fn:
     def constant(ctx: Mapping[str, Any]) -> Any:
         return value
@@ -140,6 +195,14 @@ def _is_p(node: Any) -> bool:
     return isinstance(node, re_ast.SymbolExpression) and node.name == "p"
 
 
+def _p_key(node: Any) -> tuple[str, bool] | None:
+    """(key, safe) for ``p['key']`` / ``p&['key']``, else None."""
+    if type(node) is re_ast.GetItemExpression and _is_p(node.container) and \
+            type(node.item) is re_ast.StringExpression:
+        return node.item.value, bool(node.safe)
+    return None
+
+
 _LITERALS = (re_ast.FloatExpression, re_ast.StringExpression, re_ast.BooleanExpression,
              re_ast.NullExpression)
 
@@ -168,11 +231,20 @@ def compile_fast(node: Any) -> Fn | None:
         left, right = compile_fast(node.left), compile_fast(node.right)
         return None if left is None or right is None else _coalesce(left, right)
     if kind is re_ast.ComparisonExpression and node.type in ("eq", "ne"):
+        negate = node.type == "ne"
+        for field, other in ((node.left, node.right), (node.right, node.left)):
+            found = _p_key(field)
+            if found is not None and type(other) is re_ast.NullExpression:
+                return _null_test(_raw_item(*found), negate)
         left, right = compile_fast(node.left), compile_fast(node.right)
         if left is None or right is None:
             return None
         return _equal(left, right, negate=node.type == "ne")
     if kind is re_ast.ArithmeticComparisonExpression and node.type in _ORDERED:
+        field_key = _p_key(node.left)
+        if field_key is not None and type(node.right) is re_ast.FloatExpression and \
+                isinstance(node.right.value, Decimal) and not node.right.value.is_nan():
+            return _ordered_number(_ORDERED[node.type], _raw_item(*field_key), node.right.value)
         left, right = compile_fast(node.left), compile_fast(node.right)
         if left is None or right is None:
             return None

@@ -36,14 +36,14 @@ class RuleMetrics:
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
 
-    def matched(self, rule: str) -> None:
+    def matched(self, rule: str, count: int = 1) -> None:
         child = self._matches.get(rule)
         if child is None:
             child = self._matches[rule] = self.matches.labels(rule=rule)
-        child.inc()
+        child.inc(count)
 
     def failed(self, rule: str, reason: str) -> None:
         self.eval_errors.labels(rule=rule, reason=reason).inc()
 
-    def emitted(self, lane: Lane) -> None:
-        self._lanes[lane].inc()
+    def emitted(self, lane: Lane, count: int = 1) -> None:
+        self._lanes[lane].inc(count)

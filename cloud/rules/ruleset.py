@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from cloud.actions import Action
+from cloud.actions import Action, Lane
 from cloud.rules.actions import Report
 from cloud.rules.coerce import Coercer
 from cloud.rules.expr import EvalFailure
@@ -21,6 +22,25 @@ from thingmodels.loader import ModelRegistry, builtin_models
 from thingmodels.topics import Topic
 
 log = logging.getLogger("voltmesh.cloud.rules")
+
+#: topic strings whose candidate rules are remembered (the memo is emptied when full)
+MATCH_CACHE = 65_536
+
+
+class _Tally:
+    """Matches and actions of one evaluation, handed to the stats once at its end."""
+
+    __slots__ = ("emitted", "matched")
+
+    def __init__(self) -> None:
+        self.matched: dict[str, int] = {}
+        self.emitted: dict[Lane, int] = {}
+
+    def flush(self, stats: RuleStats) -> None:
+        for rule, count in self.matched.items():
+            stats.matched(rule, count)
+        for lane, count in self.emitted.items():
+            stats.emitted(lane, count)
 
 
 class RuleSet:
@@ -40,6 +60,8 @@ class RuleSet:
         self._trie: FilterTrie[CompiledRule] = FilterTrie()
         self._presence: list[CompiledRule] = []
         self._logged: set[tuple[str, str]] = set()
+        self._matched: dict[str, tuple[CompiledRule, ...]] = {}
+        self._reporters: dict[str, Report] = {}
         for rule in self.rules:
             if not rule.enabled:
                 continue
@@ -63,36 +85,60 @@ class RuleSet:
 
     def candidates(self, topic: Topic) -> list[CompiledRule]:
         """The enabled rules whose ``from`` matches ``topic`` (before ``where``)."""
-        return self._trie.match(topic.render().split("/"))
+        return list(self._match(topic.render()))
+
+    def _match(self, rendered: str) -> tuple[CompiledRule, ...]:
+        """The trie's answer for a topic string, remembered (a set is immutable)."""
+        rules = self._matched.get(rendered)
+        if rules is None:
+            rules = tuple(self._trie.match(rendered.split("/")))
+            if len(self._matched) >= MATCH_CACHE:
+                self._matched.clear()
+            self._matched[rendered] = rules
+        return rules
 
     def evaluate(self, topic: Topic, env: Envelope) -> list[Action]:
         """The actions of every matching rule, message by message (sample by sample)."""
         kind = KINDS.get(topic.kind.value)
         if kind is None:  # downlink traffic: not for rules
             return []
-        rules = self._trie.match(topic.render().split("/"))
+        rendered = topic.render()
+        rules = self._match(rendered)
         if not rules:
             return []
         samples = env.samples()
         batch = env.b is not None
         if not samples and not batch:
             samples = [Sample(None, {})]
-        rendered = topic.render()
         code = env.code if kind == "reply" else None
+        gw, product, device, name = topic.gw, topic.product, topic.device, topic.name
+        msg_id, rts, seq, src = env.id, env.rts, env.seq, env.src
+        default_ts = env.ts if env.ts is not None else rts
+        # the variables every sample shares; each sample gets a copy with its own ts and p
+        base: dict[str, Any] = {
+            "gw": gw, "product": product, "device": device, "kind": kind, "name": name,
+            "id": msg_id, "ts": default_ts, "rts": rts, "seq": seq, "src": src, "code": code,
+            "topic": rendered, "p": None,
+        }
+        coerce = self._coercer.coerce
+        validate = self._validate
+        tally = _Tally()
         out: list[Action] = []
-        for index, sample in enumerate(samples):
-            raw = sample.p
-            ts = sample.ts if sample.ts is not None else env.ts if env.ts is not None else env.rts
-            subject = Subject.make(
-                gw=topic.gw, product=topic.product, device=topic.device, kind=kind,
-                name=topic.name, msg_id=env.id, ts_ms=ts, rts=env.rts, seq=env.seq,
-                src=env.src, topic=rendered, raw=raw,
-                params=self._coercer.coerce(topic.product, kind, topic.name, raw),
-                key_base=env.id, code=code, validator=self._validate,
-            )
-            suffix = f":{index}" if batch else ""
-            for rule in rules:
-                self._run(rule, subject, suffix, out)
+        try:
+            for index, sample in enumerate(samples):
+                raw = sample.p
+                ts = sample.ts if sample.ts is not None else default_ts
+                params = coerce(product, kind, name, raw)
+                ctx = base.copy()
+                ctx["ts"] = ts
+                ctx["p"] = MappingProxyType(params)
+                subject = Subject(gw, product, device, kind, name, msg_id, ts, rts, seq, src,
+                                  rendered, raw, ctx, msg_id, validate)
+                suffix = f":{index}" if batch else ""
+                for rule in rules:
+                    self._run(rule, subject, suffix, out, tally)
+        finally:
+            tally.flush(self.stats)
         return out
 
     def evaluate_presence(self, gw: str, product: str, device: str, online: bool, ts_ms: int,
@@ -108,8 +154,12 @@ class RuleSet:
             params=params, key_base=base,
         )
         out: list[Action] = []
-        for rule in self._presence:
-            self._run(rule, subject, "", out)
+        tally = _Tally()
+        try:
+            for rule in self._presence:
+                self._run(rule, subject, "", out, tally)
+        finally:
+            tally.flush(self.stats)
         return out
 
     def _validate(self, subject: Subject) -> dict[str, Any]:
@@ -119,7 +169,8 @@ class RuleSet:
         except (PayloadError, UnknownModelError) as exc:
             raise EvalFailure("payload", str(exc)) from None
 
-    def _run(self, rule: CompiledRule, s: Subject, suffix: str, out: list[Action]) -> None:
+    def _run(self, rule: CompiledRule, s: Subject, suffix: str, out: list[Action],
+             tally: _Tally) -> None:
         if rule.where is not None:
             try:
                 if not rule.where.condition(s.ctx):
@@ -130,8 +181,8 @@ class RuleSet:
             except Exception:  # noqa: BLE001 - a bug must not cost the other rules this message (logged in _internal)
                 self._internal(s, rule.id)
                 return
-        stats = self.stats
-        stats.matched(rule.id)
+        matched = tally.matched
+        matched[rule.id] = matched.get(rule.id, 0) + 1
         report = self._reporter(rule.id)
         prefix = f"{s.key_base}:{rule.id}:"
         for i, builder in enumerate(rule.actions):
@@ -145,11 +196,15 @@ class RuleSet:
                 continue
             if action is not None:
                 out.append(action)
-                stats.emitted(action.lane)
+                lanes = tally.emitted
+                lanes[action.lane] = lanes.get(action.lane, 0) + 1
 
     def _reporter(self, rule: str) -> Report:
-        def report(failure: EvalFailure, s: Subject) -> None:
-            self._failed(failure, s, rule)
+        report = self._reporters.get(rule)
+        if report is None:
+            def report(failure: EvalFailure, s: Subject) -> None:
+                self._failed(failure, s, rule)
+            self._reporters[rule] = report
         return report
 
     def _internal(self, s: Subject, rule: str) -> None:

@@ -11,15 +11,15 @@ from cloud.actions import Lane
 class RuleStats(Protocol):
     """Receives the counts of one or more rule sets (the engine keeps one across reloads)."""
 
-    def matched(self, rule: str) -> None:
-        """``rule``'s statement matched one message (or batch sample)."""
+    def matched(self, rule: str, count: int = 1) -> None:
+        """``rule``'s statement matched ``count`` messages (or batch samples)."""
 
     def failed(self, rule: str, reason: str) -> None:
         """An expression of ``rule`` failed (``missing``, ``type``), params were invalid
         (``payload``) or the engine hit a bug (``internal``)."""
 
-    def emitted(self, lane: Lane) -> None:
-        """An action for ``lane`` was produced."""
+    def emitted(self, lane: Lane, count: int = 1) -> None:
+        """``count`` actions for ``lane`` were produced."""
 
 
 class CountingStats:
@@ -30,11 +30,11 @@ class CountingStats:
         self.failures: Counter[tuple[str, str]] = Counter()
         self.actions: Counter[str] = Counter()
 
-    def matched(self, rule: str) -> None:
-        self.matches[rule] += 1
+    def matched(self, rule: str, count: int = 1) -> None:
+        self.matches[rule] += count
 
     def failed(self, rule: str, reason: str) -> None:
         self.failures[rule, reason] += 1
 
-    def emitted(self, lane: Lane) -> None:
-        self.actions[lane.value] += 1
+    def emitted(self, lane: Lane, count: int = 1) -> None:
+        self.actions[lane.value] += count

@@ -25,7 +25,6 @@ field as 0 (see docs/sinks.md).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -47,23 +46,47 @@ _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\
 _STRING = str.maketrans({'"': r'\"', "\\": r"\\", "\n": " ", "\r": " "})
 
 
+#: escaped names and tag values seen recently (a dict is emptied when it reaches this size)
+ESCAPE_CACHE = 16_384
+_measurements: dict[str, str] = {}
+_keys: dict[str, str] = {}
+_tag_values: dict[str, str] = {}
+
+
+def _escaped(cache: dict[str, str], text: str, table: dict[int, str]) -> str:
+    out = cache.get(text)
+    if out is None:
+        out = text.translate(table)
+        if len(cache) >= ESCAPE_CACHE:
+            cache.clear()
+        cache[text] = out
+    return out
+
+
+_NUMBERS = (float, int, Decimal)
+
+
 def _field(value: FieldValue) -> str | None:
-    if value is True:
+    number: float
+    if type(value) is float:  # the usual case
+        number = value
+    elif value is True:
         return "true"
-    if value is False:
+    elif value is False:
         return "false"
-    if isinstance(value, float | int | Decimal):
+    elif isinstance(value, _NUMBERS):
         try:
             number = float(value)
         except OverflowError:  # an int beyond float range
             return None
-        if not math.isfinite(number):
-            return None
-        text = repr(number)
-        return text[:-2] if text.endswith(".0") else text
-    if isinstance(value, str):
+    elif isinstance(value, str):
         return f'"{value.translate(_STRING)}"'
-    raise ValueError(f"field type {type(value).__name__} is not supported")
+    else:
+        raise ValueError(f"field type {type(value).__name__} is not supported")
+    if number - number != 0.0:  # NaN or infinite
+        return None
+    text = repr(number)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def line_of(point: WritePoint) -> str:
@@ -72,21 +95,24 @@ def line_of(point: WritePoint) -> str:
     Same escaping as influxdb-client's ``Point``; tags and fields sorted by name; empty tag
     values left out.
     """
-    if not point.measurement or point.measurement.startswith("#"):
-        raise ValueError(f"invalid measurement name {point.measurement!r}")
+    measurement = point.measurement
+    if not measurement or measurement.startswith("#"):
+        raise ValueError(f"invalid measurement name {measurement!r}")
     ts = point.ts_ms
     if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
         raise ValueError(f"invalid timestamp {ts!r} (ms since the epoch)")
-    parts = [point.measurement.translate(_MEASUREMENT)]
+    parts = [_escaped(_measurements, measurement, _MEASUREMENT)]
     tags = point.tags
     for name in sorted(tags):
         if not name:
             raise ValueError("empty tag name")
-        value = str(tags[name]).translate(_KEY)
+        raw = tags[name]
+        value = _escaped(_tag_values, raw, _KEY) if type(raw) is str \
+            else str(raw).translate(_KEY)
         if value:
             if value.endswith("\\"):
                 value += " "
-            parts.append(f",{name.translate(_KEY)}={value}")
+            parts.append(f",{_escaped(_keys, name, _KEY)}={value}")
     fields = []
     values = point.fields
     for name in sorted(values):
@@ -94,7 +120,7 @@ def line_of(point: WritePoint) -> str:
             raise ValueError("empty field name")
         text = _field(values[name])
         if text is not None:
-            fields.append(f"{name.translate(_KEY)}={text}")
+            fields.append(f"{_escaped(_keys, name, _KEY)}={text}")
     if not fields:
         raise ValueError("no writable field (NaN or infinite values only, or none)")
     parts.append(f" {','.join(fields)} {ts}")

@@ -109,7 +109,8 @@ class SinkQueue:
         self._written = metrics.written.labels(sink=name)
         self._retried = metrics.retried.labels(sink=name)
         self._duplicates = metrics.duplicates.labels(sink=name)
-        self._depth = metrics.depth.labels(sink=name)
+        # read when scraped: the queue's length at that moment
+        metrics.depth.labels(sink=name).set_function(self._depth_now)
         self._in_flight_gauge = metrics.in_flight.labels(sink=name)
         self._write_seconds = metrics.write_seconds.labels(sink=name)
         self._items: deque[_Item] = deque()
@@ -130,6 +131,9 @@ class SinkQueue:
         self._log = _ThrottledLog()
 
     # -- producer side -----------------------------------------------------------------------
+
+    def _depth_now(self) -> float:
+        return float(len(self._items))
 
     @property
     def depth(self) -> int:
@@ -163,32 +167,40 @@ class SinkQueue:
         never waits. Raises :class:`SinkClosed` (and counts the action as ``closed``) once the
         queue is draining.
         """
-        key = action.key
         while True:
-            if self._closed:
-                self._count_drop(1, "closed")
-                self._log.log(logging.WARNING, "closed",
-                              "sink %s: closed, action %s dropped", self.name, key)
-                raise SinkClosed(f"sink {self.name} is closed")
-            if key and (key in self._pending or key in self._done):
-                self._duplicates.inc()
-                if done is not None:
-                    if key in self._pending:
-                        self._waiters.setdefault(key, []).append(done)
-                    elif not done.done():
-                        done.set_result(None)
-                return False
-            if len(self._items) < self.config.max_items:
-                break
-            if self.config.overflow is Overflow.DROP_OLDEST:
-                self._drop([self._items.popleft()], "queue_full")
-                break
+            queued = self.offer(action, done=done)
+            if queued is not None:
+                return queued
             self._space.clear()
             await self._space.wait()
+
+    def offer(self, action: Action, *, done: asyncio.Future[None] | None = None) -> bool | None:
+        """:meth:`put` without waiting: None (nothing done) when ``put`` would have to wait
+        for room (``overflow: block`` and the queue full); otherwise what ``put`` returns."""
+        key = action.key
+        if self._closed:
+            self._count_drop(1, "closed")
+            self._log.log(logging.WARNING, "closed",
+                          "sink %s: closed, action %s dropped", self.name, key)
+            raise SinkClosed(f"sink {self.name} is closed")
+        if key and (key in self._pending or key in self._done):
+            self._duplicates.inc()
+            if done is not None:
+                if key in self._pending:
+                    self._waiters.setdefault(key, []).append(done)
+                elif not done.done():
+                    done.set_result(None)
+            return False
+        if len(self._items) >= self.config.max_items:
+            if self.config.overflow is not Overflow.DROP_OLDEST:
+                return None
+            self._drop([self._items.popleft()], "queue_full")
         now = time.monotonic()
-        ttls = [t for t in (self.config.ttl, self.ttl_of(action) if self.ttl_of else None)
-                if t is not None]
-        self._items.append(_Item(action, now, now + min(ttls) if ttls else None))
+        ttl = self.config.ttl
+        own = self.ttl_of(action) if self.ttl_of else None
+        if own is not None and (ttl is None or own < ttl):
+            ttl = own
+        self._items.append(_Item(action, now, now + ttl if ttl is not None else None))
         if key:
             self._pending.add(key)
             if done is not None:
@@ -197,7 +209,6 @@ class SinkQueue:
             done.set_result(None)  # without a key nothing can be tracked: do not hold anyone
         self._queued.inc()
         size = len(self._items)
-        self._depth.set(size)
         if size == 1 or size >= self.config.batch_size:
             self._wake.set()
         return True
@@ -311,7 +322,6 @@ class SinkQueue:
             await self._wake.wait()
         count = min(config.batch_size, len(self._items))
         batch = [self._items.popleft() for _ in range(count)]
-        self._depth.set(len(self._items))
         self._space.set()
         return batch
 
@@ -322,7 +332,6 @@ class SinkQueue:
                 and now > deadline:
             expired.append(self._items.popleft())
         if expired:
-            self._depth.set(len(self._items))
             self._space.set()
             self._drop(expired, "ttl")
 
@@ -488,7 +497,6 @@ class SinkQueue:
         if self._items:
             items = list(self._items)
             self._items.clear()
-            self._depth.set(0)
             self._drop(items, "shutdown")
         self._space.set()
 

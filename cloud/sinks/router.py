@@ -42,6 +42,7 @@ class Router:
         are all done (see :meth:`SinkQueue.put`): the consumer holds the message's PUBACK on it.
         """
         waits: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
         for action in actions:
             queue = self.queues.get(action.lane)
             if queue is None:
@@ -54,10 +55,11 @@ class Router:
                 continue
             done: asyncio.Future[None] | None = None
             if action.lane in track:
-                done = asyncio.get_running_loop().create_future()
+                done = loop.create_future()
                 waits.append(done)
             try:
-                await queue.put(action, done=done)
+                if queue.offer(action, done=done) is None:  # full: wait for room
+                    await queue.put(action, done=done)
             except SinkClosed:
                 continue  # counted and logged by the queue; we are shutting down
         if not waits:

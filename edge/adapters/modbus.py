@@ -394,7 +394,7 @@ def _link_for(dc: ModbusDeviceConfig, config: ModbusConfig) -> ModbusLink:
     if dc.serial is not None:
         if importlib.util.find_spec("serial") is None:
             raise ConfigError(f"modbus device {dc.id!r}: a serial line needs pyserial "
-                              f"(pip install 'pymodbus[serial]')")
+                              f"(a dependency of voltmesh: pip install pyserial==3.5)")
         line = SerialLine(dc.serial.port, dc.serial.baudrate, dc.serial.parity,
                           dc.serial.stopbits, dc.serial.bytesize)
         return ModbusLink(f"serial:{dc.serial.port}", "serial", serial=line,

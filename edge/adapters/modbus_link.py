@@ -27,6 +27,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -257,7 +258,7 @@ class ModbusLink:
             self.last_error = f"connect failed: {exc}"
         if not ok or not client.connected:
             client.close()
-            self.last_error = self.last_error or "connection refused"
+            self.last_error = self.last_error or self._refused()
             self._retry_at = loop.time() + self._backoff()
             self._connect_failures += 1
             raise LinkDown(f"{self.name}: {self.last_error}")
@@ -270,6 +271,15 @@ class ModbusLink:
         self.last_error = None
         self._client = client
         return client
+
+    def _refused(self) -> str:
+        """Why a connect failed; pymodbus only says False (and logs the reason)."""
+        if self.serial is None:
+            return "connection refused"
+        port = self.serial.port
+        if "://" not in port and not os.path.exists(port):
+            return f"no serial port {port} (adapter unplugged?)"
+        return f"cannot open serial port {port} (in use, or no permission?)"
 
     def close(self) -> None:
         """Close the connection (the next request reconnects)."""

@@ -7,16 +7,24 @@ whose SHA-256 the cloud provisions) and profile 2 (the same over TLS). Translati
 
 * the receive loop never waits on a handler: CALLRESULTs and CALLERRORs resolve the waiting
   CSMS call at once; the charger's CALLs are handled in order by a per-connection worker, so a
-  slow decision (Authorize) never blocks the answers to our own calls;
+  slow decision (Authorize) never blocks the answers to our own calls. The worker runs only
+  while CALLs wait (an idle connection holds no worker task and no queue);
 * one CSMS call in flight per charger, queued, each with its deadline;
-* a duplicate message id is answered with the same answer, never handled twice;
+* a duplicate message id (of the charger's last ``answers_kept`` CALLs) is answered with the
+  same answer, never handled twice;
+* what a connection costs in memory (docs/protocols/ocpp.md "Memory per connection"):
+  permessage-deflate only when configured (``compression``: its zlib state is ~50 KB per
+  connection), the handshake's headers are dropped once the connection is accepted;
 * malformed JSON, wrong frame shapes, unknown actions and schema violations get the right
   CALLERROR and the connection survives; frames over ``max_frame_bytes`` are refused; a charger
   in ``lenient`` mode skips schema validation and its deviations are counted;
 * a charger that reconnects with the same id replaces its old connection; the old one's close
   does not mark the new one offline (no ghost sessions);
 * session events are emitted with the translator's idempotency keys, so a replayed offline
-  StopTransaction / TransactionEvent makes no second event.
+  StopTransaction / TransactionEvent makes no second event;
+* a failed opening handshake (garbage, no upgrade, unknown path or charger, bad credentials)
+  is one WARNING line with the peer and the reason, counted in ``ocpp_handshake_failures``:
+  websockets would log the ones it detects itself at ERROR with a traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import hmac
 import json
 import logging
 import ssl
-from collections import OrderedDict
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -69,6 +77,7 @@ from bridges.ocpp.responses import (
     stop_transaction_response,
     transaction_event_response,
 )
+from bridges.ocpp.rpc import CALL_RESULT
 from bridges.ocpp.services import service_output, service_request
 from bridges.ocpp.sessions import SessionState, start_transaction_key
 from bridges.ocpp.translation import MessageKind, ThingMessage
@@ -99,9 +108,55 @@ def password_hash(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-@dataclass
+class _HandshakeLog(logging.LoggerAdapter[logging.Logger]):
+    """The logger handed to the websockets server: its "opening handshake failed" (logged at
+    ERROR with a traceback for every bad client) becomes the adapter's one WARNING line and
+    counter; everything else passes through to ``websockets.server``."""
+
+    def __init__(self, adapter: OcppAdapter) -> None:
+        super().__init__(logging.getLogger("websockets.server"), {})
+        self.adapter = adapter
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        # failures are counted even where the websockets logger is silenced
+        return level >= logging.ERROR or super().isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if msg == "opening handshake failed" and kwargs.get("exc_info"):
+            ws = (kwargs.get("extra") or {}).get("websocket")
+            self.adapter.handshake_failed(ws, _reason(sys.exc_info()[1]))
+            return
+        if self.logger.isEnabledFor(level):
+            super().log(level, msg, *args, **kwargs)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """An exception and its causes on one line."""
+    parts: list[str] = []
+    while exc is not None and len(parts) < 4:
+        parts.append(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        exc = exc.__cause__ or exc.__context__
+    return "; ".join(parts)[:300] or "unknown"
+
+
+def _printable(text: str) -> str:
+    """Client bytes in a log line: control characters replaced."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _peer(ws: ServerConnection | None) -> str:
+    try:
+        address = ws.remote_address if ws is not None else None
+    except (AttributeError, OSError):
+        address = None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address) if address else "?"
+
+
+@dataclass(slots=True, eq=False)
 class ChargePointConnection:
-    """One connected charge point."""
+    """One connected charge point (thousands per gateway: every field costs RSS per charger)."""
 
     adapter: OcppAdapter
     ws: ServerConnection
@@ -109,13 +164,17 @@ class ChargePointConnection:
     version: OcppVersion
     lenient: bool
     translator: ChargePointTranslator = field(init=False)
-    calls: asyncio.Queue[Call] = field(default_factory=asyncio.Queue)
+    #: the charger's CALLs waiting for the worker, in order (a list: almost always 0 or 1)
+    backlog: list[Call] = field(default_factory=list)
     pending: dict[str, tuple[str, asyncio.Future[CallResult | CallError]]] = field(
         default_factory=dict)
-    answered: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    #: message id -> answer sent, the last ``answers_kept`` (dict order = age)
+    answered: dict[str, str] = field(default_factory=dict)
     call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
     devices: set[tuple[str, str]] = field(default_factory=set)
+    _tasks: asyncio.TaskGroup | None = field(default=None, init=False, repr=False)
+    _worker_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # the translator holds the open sessions: it outlives a connection, so a charger that
@@ -136,15 +195,17 @@ class ChargePointConnection:
     async def serve(self) -> None:
         """Receive until the socket closes; CALLs go to the worker."""
         async with asyncio.TaskGroup() as tg:
-            worker = tg.create_task(self._worker(), name=f"ocpp-worker-{self.cp_id}")
+            self._tasks = tg
             try:
-                async for message in self.ws:
-                    await self._receive(message)
+                while True:  # recv() rather than ``async for``: no async generator per charger
+                    await self._receive(await self.ws.recv())
             except ConnectionClosed:
                 pass
             finally:
                 self.closed = True
-                worker.cancel()
+                self._tasks = None
+                if self._worker_task is not None:
+                    self._worker_task.cancel()
                 for _, future in self.pending.values():
                     if not future.done():
                         future.set_exception(DeviceOffline("connection closed"))
@@ -172,13 +233,24 @@ class ChargePointConnection:
             log.warning("charger %s sent a bad frame: %s", self.cp_id, exc)
             if exc.answerable:
                 await self._send(call_error_for(exc, self.version))
+            elif exc.message_type_id == CALL_RESULT and exc.unique_id in self.pending:
+                # the answer to our call broke its schema: the call fails now (409), not at
+                # its deadline; nothing is sent back (a CALLERROR never answers a CALLRESULT)
+                future = self.pending[exc.unique_id][1]
+                if not future.done():
+                    future.set_result(CallError(exc.unique_id, exc.wire_code(self.version),
+                                                f"answer breaks the schema: {exc.description}"
+                                                [:200]))
             return
         if isinstance(frame, Call):
             if frame.unique_id in self.answered:
                 self.adapter.count("ocpp_duplicate_ids")
                 await self._send(self.answered[frame.unique_id])
                 return
-            await self.calls.put(frame)
+            self.backlog.append(frame)
+            if self._worker_task is None and self._tasks is not None:
+                self._worker_task = self._tasks.create_task(
+                    self._worker(), name=f"ocpp-worker-{self.cp_id}")
             return
         entry = self.pending.get(frame.unique_id)
         if entry is None:
@@ -192,27 +264,34 @@ class ChargePointConnection:
             await self.ws.send(text)
 
     async def _worker(self) -> None:
-        while True:
-            call = await self.calls.get()
-            try:
-                answer = await self.handle(call)
-            except (MappingError, PayloadError) as exc:
-                self.adapter.count("ocpp_unmappable")
-                log.warning("charger %s %s does not map: %s", self.cp_id, call.action, exc)
-                answer = encode_call_error(call.unique_id, "FormationViolation"
-                                           if self.version is OcppVersion.V16
-                                           else "FormatViolation", str(exc)[:200])
-            except OutboxError:
-                raise
-            except Exception as exc:  # a bug costs one answer, never the connection
-                self.adapter.count("ocpp_handler_errors")
-                log.exception("charger %s %s failed", self.cp_id, call.action)
-                answer = encode_call_error(call.unique_id, "InternalError",
-                                           f"{exc.__class__.__name__}")
-            self.answered[call.unique_id] = answer
-            while len(self.answered) > 64:
-                self.answered.popitem(last=False)
-            await self._send(answer)
+        """Handle the backlog in order; ends when it is empty (the next CALL starts another)."""
+        try:
+            while self.backlog:
+                await self._answer(self.backlog.pop(0))
+        finally:
+            self._worker_task = None
+
+    async def _answer(self, call: Call) -> None:
+        """Handle one CALL and send its answer (kept for a duplicate of its id)."""
+        try:
+            answer = await self.handle(call)
+        except (MappingError, PayloadError) as exc:
+            self.adapter.count("ocpp_unmappable")
+            log.warning("charger %s %s does not map: %s", self.cp_id, call.action, exc)
+            answer = encode_call_error(call.unique_id, "FormationViolation"
+                                       if self.version is OcppVersion.V16
+                                       else "FormatViolation", str(exc)[:200])
+        except OutboxError:
+            raise
+        except Exception as exc:  # a bug costs one answer, never the connection
+            self.adapter.count("ocpp_handler_errors")
+            log.exception("charger %s %s failed", self.cp_id, call.action)
+            answer = encode_call_error(call.unique_id, "InternalError",
+                                       f"{exc.__class__.__name__}")
+        self.answered[call.unique_id] = answer
+        while len(self.answered) > self.adapter.config.answers_kept:
+            del self.answered[next(iter(self.answered))]
+        await self._send(answer)
 
     # -- the charger's calls -----------------------------------------------------------------
 
@@ -323,30 +402,57 @@ class ChargePointConnection:
 
     async def call(self, action: str, payload: Mapping[str, Any], deadline_ms: int
                    ) -> CallResult:
-        """One CSMS call (queued behind any other in flight), answered before the deadline."""
-        async with self.call_lock:
+        """One CSMS call (queued behind any other in flight), answered before the deadline.
+
+        Calls wait in FIFO order for the one in flight to be answered, time out or fail; a
+        call still queued when its deadline passes is never sent (``DeviceTimeout``, counted
+        ``ocpp_calls_expired_in_queue``; the dispatcher's own deadline may cancel it at the
+        same moment, with the same code). One that is sent waits until its deadline or
+        ``call_timeout``, whichever is first (``DeviceTimeout``, ``ocpp_call_timeouts``).
+        """
+        try:
+            async with asyncio.timeout((deadline_ms - now_ms()) / 1000):
+                await self.call_lock.acquire()
+        except TimeoutError:
+            raise self._expired_in_queue(action) from None
+        except asyncio.CancelledError:  # the dispatcher's deadline (same moment) or shutdown
+            self.adapter.count("ocpp_calls_expired_in_queue")
+            raise
+        try:
             if self.closed:
                 raise DeviceOffline(f"charger {self.cp_id} is not connected")
             remaining = deadline_ms / 1000 - now_ms() / 1000
             if remaining <= 0:
-                raise DeviceTimeout("deadline passed while queued behind another call")
-            unique_id = new_id()
-            future: asyncio.Future[CallResult | CallError] = \
-                asyncio.get_running_loop().create_future()
-            self.pending[unique_id] = (action, future)
-            try:
-                await self.ws.send(encode_call(unique_id, action, payload, version=self.version))
-                async with asyncio.timeout(min(remaining, self.adapter.config.call_timeout)):
-                    result = await future
-            except TimeoutError:
-                raise DeviceTimeout(f"charger {self.cp_id} did not answer {action}") from None
-            except ConnectionClosed:
-                raise DeviceOffline(f"charger {self.cp_id} disconnected") from None
-            finally:
-                self.pending.pop(unique_id, None)
+                raise self._expired_in_queue(action)
+            result = await self._send_call(action, payload, remaining)
+        finally:
+            self.call_lock.release()
         if isinstance(result, CallError):
             raise DeviceRejected(f"{action}: {result.error_code} {result.description}".strip())
         return result
+
+    def _expired_in_queue(self, action: str) -> DeviceTimeout:
+        self.adapter.count("ocpp_calls_expired_in_queue")
+        return DeviceTimeout(f"deadline passed while queued behind another call to "
+                             f"{self.cp_id}; {action} not sent")
+
+    async def _send_call(self, action: str, payload: Mapping[str, Any], remaining: float
+                         ) -> CallResult | CallError:
+        unique_id = new_id()
+        future: asyncio.Future[CallResult | CallError] = \
+            asyncio.get_running_loop().create_future()
+        self.pending[unique_id] = (action, future)
+        try:
+            await self.ws.send(encode_call(unique_id, action, payload, version=self.version))
+            async with asyncio.timeout(min(remaining, self.adapter.config.call_timeout)):
+                return await future
+        except TimeoutError:
+            self.adapter.count("ocpp_call_timeouts")
+            raise DeviceTimeout(f"charger {self.cp_id} did not answer {action}") from None
+        except ConnectionClosed:
+            raise DeviceOffline(f"charger {self.cp_id} disconnected") from None
+        finally:
+            self.pending.pop(unique_id, None)
 
 
 class OcppAdapter(Adapter):
@@ -379,6 +485,17 @@ class OcppAdapter(Adapter):
                 str(entry.get("protocol", "ocpp")).startswith("ocpp"):
             return entry
         return None
+
+    def password_sha256(self, cp_id: str, entry: Mapping[str, Any]) -> str | None:
+        """The charger's provisioned password hash: its own desired document's
+        ``password_sha256`` (how the cloud provisions it, so that the one gateway document
+        stays small), else its entry in the gateway document (older provisioning)."""
+        assert self.ctx is not None
+        own = self.ctx.desired("charger", cp_id)
+        value = own.doc.get("password_sha256") if own is not None else None
+        if not value:
+            value = entry.get("password_sha256")
+        return str(value) if value else None
 
     def provisioned(self, cp_id: str) -> bool:
         """Whether the cloud provisioned this charger to the gateway."""
@@ -455,27 +572,40 @@ class OcppAdapter(Adapter):
             return None
         return path[len(prefix):].split("?", 1)[0]
 
+    def handshake_failed(self, ws: ServerConnection | None, reason: str) -> None:
+        """One failed opening handshake: one WARNING line (peer, reason) and the counter."""
+        self.count("ocpp_handshake_failures")
+        path = ws.request.path if ws is not None and ws.request is not None else "-"
+        log.warning("OCPP handshake from %s refused (%s): %s", _peer(ws),
+                    _printable(path[:100]), _printable(reason))
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, reason: str,
+                counter: str | None = None) -> Response:
+        if counter is not None:
+            self.count(counter)
+        self.handshake_failed(connection, f"{status.value} {reason}")
+        return connection.respond(status, f"{reason}\n")
+
     def _process_request(self, connection: ServerConnection, request: Request
                          ) -> Response | None:
         cp_raw = self._cp_id(request.path)
         if cp_raw is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "unknown path\n")
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown path")
         try:
             cp_id = check_charge_point_id(cp_raw)
         except DeviceIdError as exc:
-            self.count("ocpp_bad_ids")
-            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, str(exc), "ocpp_bad_ids")
         if len(self.connections) >= self.config.max_connections and cp_id not in self.connections:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "gateway full\n")
+            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "gateway full")
         entry = self._entry(cp_id)
         if entry is None and self.config.unknown_chargers == "reject":
-            self.count("ocpp_unknown_rejected")
-            return connection.respond(HTTPStatus.FORBIDDEN, "charger not provisioned\n")
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "charger not provisioned",
+                                "ocpp_unknown_rejected")
         if self.config.security_profile >= 1 and entry is not None:
-            expected = entry.get("password_sha256")  # none provisioned: nobody gets in
-            if not expected or not _basic_ok(request.headers, cp_id, str(expected)):
-                self.count("ocpp_auth_failures")
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+            expected = self.password_sha256(cp_id, entry)  # none provisioned: nobody gets in
+            if not expected or not _basic_ok(request.headers, cp_id, expected):
+                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "bad credentials",
+                                    "ocpp_auth_failures")
         return None
 
     async def run(self, ctx: EdgeContext) -> None:
@@ -490,6 +620,8 @@ class OcppAdapter(Adapter):
                 p for p in self.config.versions if p in SUBPROTOCOLS],  # type: ignore[misc]
             process_request=self._process_request, ssl=tls,
             max_size=self.config.max_frame_bytes, ping_interval=self.config.ping_interval,
+            compression="deflate" if self.config.compression else None,
+            logger=_HandshakeLog(self),
         ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self.ready.set()
@@ -508,6 +640,10 @@ class OcppAdapter(Adapter):
             await ws.close(1002, "an OCPP subprotocol is required")
             return
         version = OcppVersion.from_subprotocol(ws.subprotocol)
+        # the handshake's headers are not read again: ~3.5 KB per connection if kept
+        for message in (ws.request, ws.response):
+            if message is not None:
+                message.headers.clear()
         conn = ChargePointConnection(self, ws, cp_id, version, cp_id in self.config.lenient)
         old = self.connections.get(cp_id)
         self.connections[cp_id] = conn

@@ -121,6 +121,7 @@ from edge.errors import (
     UnknownDevice,
 )
 from thingmodels.errors import PayloadError
+from thingmodels.ids import now_ms
 
 log = logging.getLogger("voltmesh.edge.ykc")
 
@@ -140,6 +141,11 @@ _STOP_FAIL = {0: None, 1: "pile code mismatch", 2: "gun not charging", 3: "other
 _LOCK_POSITION = {0x00: "moving", 0x55: "raised", 0xFF: "lowered"}
 _LOCK_ALARM = {0x00: "none", 0xFF: "damaged", 0x55: "stuck"}
 _ZERO_CARD = "0" * 16
+_NOT_PLUGGED = 5
+PLUG_WINDOW = 60.0
+"""A remote start answered "not plugged" (0x33 reason 5) becomes a session when the gun is
+plugged within 60 s of the 0x34: the pile then sends a second 0x33 for the same trade (§4.8)."""
+_PLUG_SLACK = 10.0  # transit and clock slack on top of the pile's 60 s
 
 
 def _zone(name: str) -> tzinfo:
@@ -164,6 +170,15 @@ def _logical(value: str | None) -> str:
     return digits.rjust(16, "0")
 
 
+@dataclass(frozen=True, slots=True)
+class PlugWait:
+    """A remote start the pile refused as "not plugged": its second 0x33 may still come."""
+
+    gun: int
+    until: float  # time.monotonic() after which a late 0x33 is no longer accepted
+    id_tag: str
+
+
 @dataclass
 class PileSession:
     """One connected pile."""
@@ -177,10 +192,15 @@ class PileSession:
     guns: int = 0
     last_rx: float = field(default_factory=time.monotonic)
     bad_in_a_row: int = 0
+    unusable: int = 0
     decoder: StreamDecoder = field(default_factory=StreamDecoder)
     counter: SequenceCounter = field(default_factory=SequenceCounter)
     pending: dict[tuple[int, str], asyncio.Future[Message]] = field(default_factory=dict)
     active_trades: dict[int, str] = field(default_factory=dict)
+    #: trade number -> a start answered "not plugged" whose second 0x33 is still possible
+    plug_waits: dict[str, PlugWait] = field(default_factory=dict)
+    #: gun -> ms timestamp of its last property sample (samples of a gun get distinct ones)
+    last_sample_ms: dict[int, int] = field(default_factory=dict)
     closed: bool = False
     #: work that waits for the cloud (card starts): it must not hold up the read loop
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -220,12 +240,52 @@ class PileSession:
             if self.pending.get(slot) is future:
                 del self.pending[slot]
 
-    def resolve(self, message: Message, key: str) -> None:
+    def resolve(self, message: Message, key: str, *, unasked_ok: bool = False) -> bool:
+        """Hand a reply to the request waiting for it; False when none waits (counted as
+        unsolicited unless ``unasked_ok``: the answer to a frame sent without waiting)."""
         future = self.pending.get((type(message).FRAME_TYPE, key))
         if future is not None and not future.done():
             future.set_result(message)
-        else:
-            self.adapter.unsolicited += 1
+            return True
+        if not unasked_ok:
+            self.unsolicited(message)
+        return False
+
+    def unsolicited(self, message: Message) -> None:
+        self.adapter.unsolicited += 1
+        self.adapter.count("ykc_unsolicited_replies")
+        log.info("pile %s: 0x%02X answers no request of ours", self.pile, message.FRAME_TYPE)
+
+    def wait_for_plug(self, trade: str, gun: int, id_tag: str) -> None:
+        """Remember a start refused as "not plugged" (expired ones are dropped here)."""
+        now = time.monotonic()
+        for key in [k for k, w in self.plug_waits.items() if w.until < now]:
+            del self.plug_waits[key]
+        self.plug_waits[trade] = PlugWait(gun, now + PLUG_WINDOW + _PLUG_SLACK, id_tag)
+
+    async def start_reply(self, msg: RemoteStartReply | RemoteParallelStartReply) -> None:
+        """A 0x33 / 0xA3: the answer to a waiting remote start, or the pile's second answer
+        after "not plugged" (the gun was plugged in within 60 s: the session starts now)."""
+        assert self.pile is not None
+        future = self.pending.get((type(msg).FRAME_TYPE, msg.trade_no))
+        if future is not None and not future.done():
+            future.set_result(msg)
+            return
+        wait = self.plug_waits.get(msg.trade_no)
+        if wait is None or wait.gun != msg.gun or time.monotonic() > wait.until:
+            self.unsolicited(msg)
+            return
+        del self.plug_waits[msg.trade_no]
+        if msg.result != 1:
+            log.info("pile %s gun %d: start %s refused again (reason %d)", self.pile, msg.gun,
+                     msg.trade_no, msg.fail_reason)
+            return
+        self.adapter.count("ykc_late_starts")
+        self.active_trades[msg.gun] = msg.trade_no
+        await self.ctx.event_once(
+            f"ykc/started/{msg.trade_no}", "connector", connector_id(self.pile, msg.gun),
+            "sessionStarted", {"sessionId": msg.trade_no, "seq": 0, "idTag": wait.id_tag,
+                               "idType": "app"}, src=self.src)
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.create_task(work, name=f"ykc-{self.pile}-{what}")
@@ -311,6 +371,15 @@ class PileSession:
                 return False
         return True
 
+    def _unusable(self, counter: str, what: str) -> None:
+        """An intact frame the gateway must not act on: counted (also in the gateway's
+        ``malformedFrames``) and logged (the first three of a connection)."""
+        self.adapter.count(counter)
+        self.ctx.stats.inc("malformed_frames")
+        self.unusable += 1
+        if self.unusable <= 3:
+            log.warning("ignored frame from %s (pile %s): %s", self.peer, self.pile, what)
+
     def _bad(self, failure: FrameFailure) -> None:
         self.bad_in_a_row += 1
         kind = type(failure.error).__name__
@@ -329,10 +398,11 @@ class PileSession:
             if isinstance(msg, Login):
                 await self.login(frame, msg)
             else:
-                self.adapter.count("ykc_before_login")
+                self._unusable("ykc_before_login", f"0x{frame.frame_type:02X} before login")
             return
         if getattr(msg, "pile_code", self.pile) != self.pile:
-            self.adapter.count("ykc_foreign_pile_code")
+            self._unusable("ykc_foreign_pile_code",
+                           f"0x{frame.frame_type:02X} for pile {getattr(msg, 'pile_code', '')}")
             return
         match msg:
             case Heartbeat():
@@ -370,15 +440,15 @@ class PileSession:
                     "alarm": _LOCK_ALARM.get(msg.alarm, "none"),
                 }, src=self.src)
             case RemoteStartReply() | RemoteParallelStartReply():
-                self.resolve(msg, msg.trade_no)
+                await self.start_reply(msg)
             case RemoteStopReply() | ParkingLockControlReply():
                 self.resolve(msg, str(msg.gun))
             case BalanceUpdateReply() | OfflineCardSyncReply() | OfflineCardClearReply() | \
                     OfflineCardQueryReply() | WorkParamsSetReply() | BillingModelSetReply() | \
                     RemoteRebootReply() | RemoteUpdateReply():
                 self.resolve(msg, self.pile)
-            case TimeSyncReply():
-                self.resolve(msg, self.pile)
+            case TimeSyncReply():  # also the answer to the 0x56 sent after login / daily
+                self.resolve(msg, self.pile, unasked_ok=True)
                 device_ms = self.adapter.local_ms(msg.time)
                 skew = self.ctx.check_skew(device_ms)
                 if skew is not None:
@@ -391,8 +461,9 @@ class PileSession:
                     params["sessionId"] = trade
                 await self.ctx.event("connector", connector_id(self.pile, gun),
                                      _BMS_EVENTS[type(msg)], params, src=self.src)
-            case _:
-                self.adapter.count("ykc_unexpected_frames")
+            case _:  # a platform frame (even type) sent by the pile
+                self._unusable("ykc_unexpected_frames",
+                               f"0x{frame.frame_type:02X} is not a pile frame")
 
     async def login(self, frame: Frame, msg: Login) -> None:
         pile = msg.pile_code
@@ -425,11 +496,22 @@ class PileSession:
         log.debug("pile %s logged in from %s (%s, %d guns%s)", pile, self.peer, self.src,
                  msg.gun_count, "" if admitted else ", pending registration")
 
+    def sample_ts(self, gun: int) -> int:
+        """The receive time of a gun's sample in ms, strictly after its previous sample.
+
+        0x13 carries no time of its own. Two samples of a connector within one millisecond
+        (a polled 0x13 right after a periodic one, a status change) must not share a
+        timestamp: a time series keyed by (connector, time) would keep only one of them.
+        """
+        ts = max(now_ms(), self.last_sample_ms.get(gun, 0) + 1)
+        self.last_sample_ms[gun] = ts
+        return ts
+
     async def realtime(self, msg: RealTimeData) -> None:
         assert self.pile is not None
         device = connector_id(self.pile, msg.gun)
         props = realtime_properties(msg)
-        self.ctx.report("connector", device, props, src=self.src)
+        self.ctx.report("connector", device, props, src=self.src, ts=self.sample_ts(msg.gun))
         if props["status"] == "available":
             self.active_trades.pop(msg.gun, None)
             await self.adapter.push_pending_tariff(self)
@@ -605,7 +687,8 @@ class YkcAdapter(Adapter):
             device = connector_id(pile, gun)
             await self.ctx.presence("connector", device, False, src=session.src,
                                     reason="charger disconnected")
-            self.ctx.report("connector", device, {"status": "offline"}, src=session.src)
+            self.ctx.report("connector", device, {"status": "offline"}, src=session.src,
+                            ts=session.sample_ts(gun))
 
     def session(self, pile: str) -> PileSession:
         """The live session of a pile."""
@@ -762,6 +845,10 @@ class YkcAdapter(Adapter):
             out: dict[str, Any] = {"accepted": accepted, "sessionId": trade}
             if not accepted:
                 out["reason"] = _START_FAIL.get(reply.fail_reason) or f"code {reply.fail_reason}"
+                if reply.fail_reason == _NOT_PLUGGED:
+                    # the pile starts by itself if the gun is plugged within 60 s (second 0x33)
+                    # (the reason stays "not plugged": callers match it, e.g. sim/fleet)
+                    session.wait_for_plug(trade, gun, str(params.get("idTag", "")))
             else:
                 session.active_trades[gun] = trade
                 assert self.ctx is not None
@@ -772,6 +859,9 @@ class YkcAdapter(Adapter):
                     src=session.src)
             return out
         if service == "remoteStop":
+            # a start still waiting for the plug is cancelled by the stop (§5.5 rule 3)
+            for trade_no in [t for t, w in session.plug_waits.items() if w.gun == gun]:
+                del session.plug_waits[trade_no]
             reply = await session.request(RemoteStop(pile_code=pile, gun=gun), RemoteStopReply,
                                           str(gun), deadline_ms)
             assert isinstance(reply, RemoteStopReply)

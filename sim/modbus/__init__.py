@@ -1,4 +1,4 @@
-"""Simulated Modbus TCP devices driven by the shipped register maps (pymodbus servers).
+"""Simulated Modbus devices (TCP, or RTU on a serial line) driven by the shipped register maps.
 
 Every map in ``config/modbus`` can be simulated: values are set by thing-model property name
 in thing-model units and encoded with the same codec the gateway decodes with; client writes
@@ -20,6 +20,12 @@ allow_non_loopback=False)``
 ``SimulatedDevice(regmap, device_id=None, *, values=None, behaviour=None)``
     the register image of one unit id: ``set``, ``set_point``, ``update``, ``get``,
     ``values``, ``read``, ``handle_write``, ``faults``, ``calls`` (services seen), ``busy``.
+``ModbusSerialSimServer(devices, tty, *, baudrate=9600, parity="N", stopbits=1,
+bytesize=8, scenario=())``
+    the same devices on a serial line (RTU framing) at a tty path; absent unit ids are silent.
+``NullModem(directory=None, name="tty")``
+    two pseudo-terminals joined by a byte pump: ``cable.a`` for the devices, ``cable.b`` for
+    the gateway; ``cut()`` / ``mend()`` the cable, ``unplug()`` / ``replug()`` end b.
 Scenarios
     :class:`Step` / :class:`Ramp` (pydantic), ``load_scenario(path) -> list[Step]``,
     ``await run_scenario(devices, steps)``.
@@ -51,16 +57,19 @@ from sim.modbus.behaviours import (
 )
 from sim.modbus.device import SimulatedDevice
 from sim.modbus.errors import ScenarioError, ServerError, SimulatorError
+from sim.modbus.nullmodem import NullModem
 from sim.modbus.profiles import DEFAULT_VALUES
 from sim.modbus.scenario import Ramp, ScenarioFile, Step, load_scenario, run_scenario
-from sim.modbus.server import ModbusSimServer, ModbusSimulator
+from sim.modbus.server import ModbusSerialSimServer, ModbusSimServer, ModbusSimulator
 
 __all__ = [
     "DEFAULT_VALUES",
     "Behaviour",
+    "ModbusSerialSimServer",
     "ModbusSimServer",
     "ModbusSimulator",
     "NoBehaviour",
+    "NullModem",
     "ParkingLockBehaviour",
     "Ramp",
     "RelayBehaviour",

@@ -4,7 +4,7 @@
 
     SimulatorError                 base of everything raised here
     ├── ScenarioError              a scenario file or step that cannot run on these devices
-    └── ServerError                the Modbus TCP listener could not start
+    └── ServerError                the listener or serial port could not start
 
 Setting a value the map cannot hold raises the bridge's own errors
 (:class:`bridges.modbus.UnknownName`, :class:`bridges.modbus.EncodeError`).
@@ -24,4 +24,4 @@ class ScenarioError(SimulatorError):
 
 
 class ServerError(SimulatorError):
-    """The Modbus TCP listener could not start (address in use, not a loopback host ...)."""
+    """The listener could not start (address in use, not a loopback host, no such tty ...)."""

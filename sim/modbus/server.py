@@ -1,11 +1,12 @@
-"""Serve simulated devices over Modbus TCP with pymodbus (one listener, many unit ids).
+"""Serve simulated devices with pymodbus: over Modbus TCP (one listener, many unit ids) or on a
+serial line (RTU, :class:`ModbusSerialSimServer`).
 
 Each :class:`~sim.modbus.device.SimulatedDevice` becomes a pymodbus ``SimDevice`` with one
 block per table it uses, spanning its lowest to its highest address (gaps read as 0). A
 pymodbus *action* hook refreshes the block from the device's image before every request and
 routes client writes through the device, which accepts, refuses (exception 02/03) or reacts.
-A unit id no device has is answered with exception 0x0B (gateway target failed to respond),
-as a Modbus TCP gateway would.
+Over TCP a unit id no device has is answered with exception 0x0B (gateway target failed to
+respond), as a Modbus TCP gateway would; on a serial line it is not answered at all.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from types import TracebackType
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
@@ -30,7 +33,7 @@ from sim.modbus.device import SimulatedDevice
 from sim.modbus.errors import ServerError
 from sim.modbus.scenario import Step, run_scenario
 
-__all__ = ["ModbusSimServer", "ModbusSimulator"]
+__all__ = ["ModbusSerialSimServer", "ModbusSimServer", "ModbusSimulator"]
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +115,18 @@ class ModbusSimServer:
         self.host = host
         self.port = port
         self._scenario = list(scenario)
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusBaseServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Listen; :attr:`port` then holds the bound port."""
         if self._server is not None:
             raise ServerError("already started")
+        self._server = await self._listen()
+        if self._scenario:
+            self.play(self._scenario)
+
+    async def _listen(self) -> ModbusBaseServer:
         server = ModbusTcpServer([_sim_device(d) for d in self.devices.values()],
                                  address=(self.host, self.port))
         if isinstance(server.context, SimCore):
@@ -129,9 +137,7 @@ class ModbusSimServer:
             raise ServerError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         listener = cast(asyncio.Server, server.transport)
         self.port = int(listener.sockets[0].getsockname()[1])
-        self._server = server
-        if self._scenario:
-            self.play(self._scenario)
+        return server
 
     def play(self, steps: Sequence[Step]) -> asyncio.Task[None]:
         """Start a scenario on this server's devices (cancelled when the server stops)."""
@@ -175,6 +181,51 @@ class ModbusSimServer:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+
+class _SilentUnit:
+    """Stands in for pymodbus's unit id 0 on a serial line: an absent unit never answers."""
+
+    async def async_getValues(self, func_code: int, address: int,  # noqa: N802 - pymodbus API
+                              count: int) -> ExcCodes:
+        raise NoSuchIdException("no such unit on this line")
+
+    async def async_setValues(self, func_code: int, address: int,  # noqa: N802 - pymodbus API
+                              values: list[int] | list[bool]) -> ExcCodes:
+        raise NoSuchIdException("no such unit on this line")
+
+
+class ModbusSerialSimServer(ModbusSimServer):
+    """Simulated devices on one RS485 line: a pymodbus serial server (RTU) on a tty path.
+
+    ``tty`` is a serial device path -- a real adapter, or one end of a
+    :class:`~sim.modbus.nullmodem.NullModem` whose other end the gateway opens. One unit id
+    per device; a request for a unit id nobody has is not answered (as on a real bus).
+    """
+
+    def __init__(self, devices: Iterable[SimulatedDevice], tty: str, *, baudrate: int = 9600,
+                 parity: str = "N", stopbits: int = 1, bytesize: int = 8,
+                 scenario: Sequence[Step] = ()) -> None:
+        super().__init__(devices, scenario=scenario)
+        self.tty = tty
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self.bytesize = bytesize
+
+    async def _listen(self) -> ModbusBaseServer:
+        server = ModbusSerialServer([_sim_device(d) for d in self.devices.values()],
+                                    framer=FramerType.RTU, port=self.tty,
+                                    baudrate=self.baudrate, parity=self.parity,
+                                    stopbits=self.stopbits, bytesize=self.bytesize,
+                                    ignore_missing_devices=True)
+        if isinstance(server.context, SimCore):
+            server.context.devices[0] = cast(Any, _SilentUnit())
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise ServerError(f"cannot open serial port {self.tty}") from exc
+        return server
 
 
 class ModbusSimulator(ModbusSimServer):

@@ -13,8 +13,9 @@ Public API
 :class:`SimConfig` (pydantic, unknown keys refused); :class:`OcppChargePointSim` ``(config)``:
 ``await sim.run()`` / ``async with sim``, ``wait_booted()``, ``start_session(connector,
 id_tag) -> SessionRecord``, ``stop_session(connector, reason)``, ``active_session()``,
-``disconnect()``, ``close()``, ``.ledger`` (:class:`Ledger` of :class:`SessionRecord`),
-``.calls_received``, ``.errors``; :class:`OcppFleet` ``(configs)`` and :func:`fleet_configs`.
+``disconnect()``, ``cut_link(down_s)`` (abort the TCP connection and stay offline),
+``close()``, ``pending_transaction_messages()``, ``tx_dropped``, ``.ledger`` (:class:`Ledger`
+of :class:`SessionRecord`), ``.calls_received``, ``.errors``; :class:`OcppFleet` ``(configs)`` and :func:`fleet_configs`.
 
 Answers: RemoteStart/RequestStartTransaction (starts a session), RemoteStop/
 RequestStopTransaction, Reset (stops sessions, reconnects, boots again), ChangeConfiguration /
@@ -23,8 +24,23 @@ ChangeAvailability, ReserveNow, CancelReservation, SetChargingProfile (first per
 caps the power), ClearChargingProfile, SendLocalList, GetLocalListVersion, ClearCache,
 UpdateFirmware (status steps), GetDiagnostics / GetLog (upload steps), DataTransfer.
 
-Transaction messages wait in an in-memory queue until answered, across reconnects (2.0.1
-events made while offline carry ``offline: true``). Exceptions: see :mod:`sim.ocpp.errors`.
+Offline behaviour (1.6 §4.7, 2.0.1 E): a session keeps metering while the link is down.
+Transaction messages -- 1.6 StartTransaction, StopTransaction and the transaction's MeterValues,
+2.0.1 TransactionEvent (``offline: true`` and the next ``seqNo`` when made offline) -- wait in a
+bounded in-memory queue (``tx_queue_max``; when full the oldest periodic meter value is dropped,
+never a start or stop; :mod:`sim.ocpp.txqueue`) and are delivered in order after the reconnect,
+one at a time, each waiting for its CALLRESULT, with the timestamps they were made with.
+Exceptions: see :mod:`sim.ocpp.errors`.
+
+Every frame the CSMS sends is checked strictly against the official schema of the version
+(:mod:`sim.ocpp.wirecheck`); violations land in ``sim.wire_violations`` and
+``sim.ocpp.wirecheck.VIOLATIONS``.
+
+Test knobs (:class:`SimConfig`, off by default): ``wire_log`` keeps every frame of both
+directions in ``sim.wire_log`` (:class:`~sim.ocpp.wirecheck.WireFrame`, with the time it was
+read or written); ``answer_delay_s`` holds each answer to a CSMS call without blocking the
+receive loop (a slow charger); ``unanswered_actions`` names CSMS calls that are received and
+never answered (a hung charger).
 """
 
 from sim.ocpp.config import SimConfig

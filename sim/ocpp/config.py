@@ -57,9 +57,21 @@ class SimConfig(BaseModel):
     open_timeout_s: float = Field(default=10.0, gt=0)
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    tx_queue_max: int = Field(default=1000, ge=1)
+    """Transaction messages kept while offline (1000 = ~2.8 h of 10 s meter values). When full
+    the oldest queued periodic meter value is dropped (``sim.tx_dropped``); starts and stops are
+    never dropped."""
     step_delay_s: float = Field(default=0.5, ge=0)
     """Pause between firmware / diagnostics status steps."""
     seed: int | None = None
+
+    # test knobs (off by default)
+    answer_delay_s: float = Field(default=0.0, ge=0)
+    """Hold every answer to a CSMS call this long (a slow charger)."""
+    unanswered_actions: frozenset[str] = frozenset()
+    """CSMS calls (by action) received and never answered (a hung charger)."""
+    wire_log: bool = False
+    """Keep every frame of both directions in ``sim.wire_log`` (:class:`WireFrame`)."""
 
     @field_validator("charge_point_id")
     @classmethod

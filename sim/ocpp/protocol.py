@@ -144,15 +144,18 @@ class Protocol(ABC):
         return session
 
     def abandon_session(self, conn: ConnectorState, session: ActiveSession) -> None:
-        """A start the CSMS never confirmed: no session after all."""
+        """A start the CSMS refused with a CALLERROR: no session after all (its queued meter
+        values and stop, if any, are not sent)."""
         session.stopping = True
-        conn.physics.charging = False
+        session.abandoned = True
         session.record.meter_stop_wh = session.record.meter_start_wh
         session.record.stop_reason = "StartFailed"
         session.started.set()
         if conn.session is session:
+            self.sim.stop_meter_loop(conn)
+            conn.physics.charging = False
             conn.session = None
-        conn.status = "Available"
+            conn.status = "Available"
 
     def end_session(self, conn: ConnectorState, session: ActiveSession, reason: str
                     ) -> Reading:

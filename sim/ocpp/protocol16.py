@@ -92,47 +92,70 @@ class Protocol16(Protocol):
         if self.sim.online:
             await self.send_status(conn)
         session = self.begin_session(conn, id_tag, remote_start_id)
+
+        def bind(answer: Any) -> None:  # before the next queued message is built
+            session.transaction_id = int(answer.transaction_id)
+            session.record.session_id = str(answer.transaction_id)
+
+        started = self.sim.enqueue(call.StartTransaction(
+            connector_id=conn.number, id_tag=id_tag,
+            meter_start=session.record.meter_start_wh, timestamp=self.sim.now_iso(),
+            reservation_id=reservation), on_answer=bind)
+        # the EV charges from now on, online or not: its meter values queue behind the start
+        # and learn the transactionId when they are sent
+        self.sim.ensure_meter_loop(conn)
         try:
-            answer = await self.sim.enqueue(call.StartTransaction(
-                connector_id=conn.number, id_tag=id_tag,
-                meter_start=session.record.meter_start_wh, timestamp=self.sim.now_iso(),
-                reservation_id=reservation))
+            answer = await started
         except Exception as exc:
             self.abandon_session(conn, session)
             raise Refused(f"StartTransaction failed: {exc!r}") from exc
-        session.transaction_id = int(answer.transaction_id)
-        session.record.session_id = str(answer.transaction_id)
+        bind(answer)
         status = str(answer.id_tag_info.get("status"))
         session.record.authorization = status
         session.started.set()
         if status != "Accepted":
-            await self.stop_transaction(conn, "DeAuthorized")
+            if not session.stopping:
+                await self.stop_transaction(conn, "DeAuthorized")
             raise Refused(f"StartTransaction {id_tag}: {status}")
-        conn.status = "Charging"
-        if self.sim.online:
-            await self.send_status(conn)
-        self.sim.ensure_meter_loop(conn)
+        if not session.stopping:
+            conn.status = "Charging"
+            if self.sim.online:
+                await self.send_status(conn)
         return session.record
 
     async def send_meter_update(self, conn: ConnectorState, session: ActiveSession) -> None:
-        if not self.sim.online or session.transaction_id is None:
-            return
+        """A transaction MeterValues, through the transaction queue (1.6 §4.7: delivered in
+        order, also after an outage, with the sample's own timestamp)."""
         value = self.meter_value(conn.physics.reading(), "Sample.Periodic")
-        await self.sim.call(call.MeterValues(connector_id=conn.number, meter_value=[value],
-                                             transaction_id=session.transaction_id))
+        number = conn.number
+
+        def build() -> Any:
+            if session.abandoned or session.transaction_id is None:
+                return None
+            return call.MeterValues(connector_id=number, meter_value=[value],
+                                    transaction_id=session.transaction_id)
+
+        self.sim.enqueue(build, droppable=True)
 
     async def stop_transaction(self, conn: ConnectorState, reason: str) -> SessionRecord:
         session = conn.session
         if session is None or session.stopping:
             raise Refused(f"connector {conn.number} has no running session")
-        await session.started.wait()
+        # stopped now (the meter is read now), even before the start was answered: the stop
+        # is queued behind the start and learns its transactionId when it is sent
         reading = self.end_session(conn, session, reason)
         end = self.meter_value(reading, "Transaction.End", full=False)
-        payload = call.StopTransaction(
-            meter_stop=reading.register_wh, timestamp=self.sim.now_iso(),
-            transaction_id=session.transaction_id, reason=reason, id_tag=session.record.id_tag,
-            transaction_data=[end])
-        future = self.sim.enqueue(payload)
+        stamp = self.sim.now_iso()
+
+        def build() -> Any:
+            if session.abandoned or session.transaction_id is None:
+                return None
+            return call.StopTransaction(
+                meter_stop=reading.register_wh, timestamp=stamp,
+                transaction_id=session.transaction_id, reason=reason,
+                id_tag=session.record.id_tag, transaction_data=[end])
+
+        future = self.sim.enqueue(build)
         if self.sim.online:
             await self._set_status(conn, "Finishing")
         await future

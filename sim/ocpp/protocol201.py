@@ -134,26 +134,30 @@ class Protocol201(Protocol):
             info["remoteStartId"] = remote_start_id
         begin = self.meter_value(conn.physics.reading(), "Transaction.Begin", full=False)
         conn.status = "Charging"
+        started = self.sim.enqueue(self._event(
+            session, "Started", trigger, info, begin,
+            evse={"id": conn.number, "connectorId": 1},
+            id_token=self._token(id_tag, id_token_type), reservation_id=reservation))
+        self.sim.ensure_meter_loop(conn)  # metering from now on, online or not
         try:
-            answer = await self.sim.enqueue(self._event(
-                session, "Started", trigger, info, begin,
-                evse={"id": conn.number, "connectorId": 1},
-                id_token=self._token(id_tag, id_token_type), reservation_id=reservation))
+            answer = await started
         except Exception as exc:
             self.abandon_session(conn, session)
             raise Refused(f"TransactionEvent Started failed: {exc!r}") from exc
         status = (answer.id_token_info or {}).get("status", "Accepted")
         session.record.authorization = str(status)
         if status != "Accepted":
-            await self.stop_transaction(conn, "DeAuthorized")
+            if not session.stopping:
+                await self.stop_transaction(conn, "DeAuthorized")
             raise Refused(f"TransactionEvent Started {id_tag}: {status}")
-        self.sim.ensure_meter_loop(conn)
         return session.record
 
     async def send_meter_update(self, conn: ConnectorState, session: ActiveSession) -> None:
         value = self.meter_value(conn.physics.reading(), "Sample.Periodic")
-        self.sim.enqueue(self._event(session, "Updated", "MeterValuePeriodic",
-                                     {"chargingState": "Charging"}, value))
+        # made now (seqNo, timestamp, offline flag), sent when the queue gets to it
+        event = self._event(session, "Updated", "MeterValuePeriodic",
+                            {"chargingState": "Charging"}, value)
+        self.sim.enqueue(lambda: None if session.abandoned else event, droppable=True)
 
     async def stop_transaction(self, conn: ConnectorState, reason: str) -> SessionRecord:
         session = conn.session
@@ -161,10 +165,11 @@ class Protocol201(Protocol):
             raise Refused(f"EVSE {conn.number} has no running transaction")
         reading = self.end_session(conn, session, reason)
         end = self.meter_value(reading, "Transaction.End", full=False)
-        future = self.sim.enqueue(self._event(
+        event = self._event(
             session, "Ended", STOP_TRIGGER.get(reason, "AbnormalCondition"),
             {"chargingState": "EVConnected", "stoppedReason": reason}, end,
-            id_token=self._token(session.record.id_tag) if reason == "Local" else None))
+            id_token=self._token(session.record.id_tag) if reason == "Local" else None)
+        future = self.sim.enqueue(lambda: None if session.abandoned else event)
         await future
         conn.status = "Available" if conn.operative else "Unavailable"
         if self.sim.online:

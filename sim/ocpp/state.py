@@ -28,6 +28,8 @@ class ActiveSession:
     transaction_id: int | str | None = None
     seq_no: int = 0
     stopping: bool = False
+    abandoned: bool = False
+    """The CSMS refused the start with a CALLERROR: its queued messages are not sent."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -45,4 +47,5 @@ class ConnectorState:
     profiles: dict[int, dict[str, Any]] = field(default_factory=dict)
     session: ActiveSession | None = None
     meter_task: asyncio.Task[None] | None = None
+    """The session's periodic meter values: run online and offline (they queue)."""
     last_advance: float = field(default_factory=time.monotonic)

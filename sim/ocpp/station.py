@@ -9,7 +9,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ from sim.ocpp.protocol16 import Protocol16
 from sim.ocpp.protocol201 import Protocol201
 from sim.ocpp.state import ConnectorState
 from sim.ocpp.txqueue import TxQueue
+from sim.ocpp.wirecheck import CheckedConnection, WireCheck, WireFrame
 
 log = logging.getLogger("voltmesh.sim.ocpp")
 
@@ -71,10 +72,15 @@ class OcppChargePointSim:
         self.connect_count = 0
         self.calls_received: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[BaseException] = []
+        self.wire_violations: list[str] = []
+        """Frames from the CSMS that break the official schema (:mod:`sim.ocpp.wirecheck`)."""
+        self.wire_log: list[WireFrame] = []
+        """Every frame of both directions, when ``config.wire_log`` is set (tests)."""
         self.local_list: dict[str, str] = {}
         self.local_list_version = 0
         self.booted = asyncio.Event()
-        self._txq = TxQueue()
+        self._txq = TxQueue(config.tx_queue_max)
+        self._link_up_at = 0.0
         self._hb_wake = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._cp: Any = None
@@ -109,6 +115,9 @@ class OcppChargePointSim:
         attempt = 0
         while not self._stopping.is_set():
             booted_before = self.boot_count
+            down = self._link_up_at - time.monotonic()
+            if down > 0:  # the link is cut (cut_link): no network, no attempt
+                await asyncio.sleep(down)
             try:
                 await self._connection()
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, SimError) as exc:
@@ -137,6 +146,12 @@ class OcppChargePointSim:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        meters = [c.meter_task for c in self.connectors.values() if c.meter_task is not None]
+        for conn in self.connectors.values():
+            conn.meter_task = None
+        for meter in meters:
+            meter.cancel()
+        await asyncio.gather(*meters, return_exceptions=True)
 
     async def wait_booted(self, timeout: float = 10.0) -> None:
         """Until the CSMS accepted a BootNotification on the current connection."""
@@ -147,6 +162,24 @@ class OcppChargePointSim:
         """Drop the connection (the simulator reconnects after its backoff)."""
         if self._ws is not None:
             await self._ws.close()
+
+    def cut_link(self, down_s: float = 0.0) -> None:
+        """Lose the link abruptly and stay off it for ``down_s`` seconds.
+
+        The TCP connection is aborted (no closing handshake: a pulled cable, a modem that
+        dropped), and no connection is attempted until ``down_s`` has passed (then the usual
+        backoff). Sessions go on: meter values are still made, and queue with the other
+        transaction messages until the CSMS answers them after the reconnect.
+        """
+        self._link_up_at = time.monotonic() + down_s
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
+
+    @property
+    def tx_dropped(self) -> int:
+        """Queued meter values dropped because the transaction queue was full."""
+        return self._txq.dropped
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -165,13 +198,17 @@ class OcppChargePointSim:
                 raise SimError(f"the CSMS did not accept subprotocol {sub}")
             self.connect_count += 1
             self._ws = ws
-            self._cp = self._proto.make_charge_point(ws)
+            self._cp = self._proto.make_charge_point(CheckedConnection(
+                ws, WireCheck(self.id, self.version, self.wire_violations),
+                log=self.wire_log if self.config.wire_log else None,
+                unanswered=self.config.unanswered_actions,
+                answer_delay_s=self.config.answer_delay_s))
             try:
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     tg.create_task(self._cp.start(), name=f"{self.id}-reader")
                     await self._boot()
-                    tg.create_task(self._guard(self._after_boot()), name=f"{self.id}-online")
+                    self.spawn(self._after_boot(), "online")
                     await ws.wait_closed()
                     raise _ConnectionEnded
             except* (_ConnectionEnded, ConnectionClosed):
@@ -181,8 +218,6 @@ class OcppChargePointSim:
                 self._tg = None
                 self._cp = None
                 self._ws = None
-                for conn in self.connectors.values():
-                    conn.meter_task = None
 
     async def _boot(self) -> None:
         reason = self._reboot_reason or ("PowerUp" if self.boot_count == 0 else "Unknown")
@@ -224,26 +259,40 @@ class OcppChargePointSim:
         self._hb_wake.set()
 
     async def _flush(self) -> None:
+        """Deliver the transaction queue in order, one CALL at a time, each answered before
+        the next; an unanswered one (timeout, lost link) is sent again."""
+        txq = self._txq
         while True:
-            item = await self._txq.head()
-            item.attempts += 1
+            item = await txq.head()
             cp = self._cp
             if cp is None:
                 raise NotConnected("connection gone")
+            payload = item.build()
+            if payload is None:  # a builder with nothing left to send (start refused)
+                txq.done(item)
+                if not item.future.done():
+                    item.future.set_result(None)
+                continue
+            item.attempts += 1
+            txq.sending = item
             try:
-                result = await cp.call(item.payload, suppress=False)
+                result = await cp.call(payload, suppress=False)
             except (ConnectionClosed, asyncio.CancelledError):
+                txq.sending = None
                 raise
             except TimeoutError:
+                txq.sending = None
                 await asyncio.sleep(min(5.0, 0.2 * item.attempts))
                 continue
             except Exception as exc:  # noqa: BLE001 - a CALLERROR or a schema error: answer it
-                log.warning("%s: %s refused: %r", self.id, type(item.payload).__name__, exc)
-                self._txq.pop()
+                log.warning("%s: %s refused: %r", self.id, type(payload).__name__, exc)
+                txq.done(item)
                 if not item.future.done():
                     item.future.set_exception(exc)
                 continue
-            self._txq.pop()
+            txq.done(item)
+            if item.on_answer is not None:
+                item.on_answer(result)
             if not item.future.done():
                 item.future.set_result(result)
 
@@ -265,16 +314,25 @@ class OcppChargePointSim:
             raise NotConnected(f"{self.id} is not connected")
         return await cp.call(payload, suppress=False)
 
-    def enqueue(self, payload: Any) -> asyncio.Future[Any]:
-        """Queue a transaction message (delivered in order, across reconnects)."""
-        return self._txq.put(payload)
+    def enqueue(self, payload: Any, *, droppable: bool = False,
+                on_answer: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
+        """Queue a transaction message (delivered in order, across reconnects): an ``ocpp``
+        call, or a builder ``() -> call | None`` run when it is sent. ``droppable``: a periodic
+        meter value, which a full queue may drop; ``on_answer``: run with the result before
+        the next message is built (:mod:`sim.ocpp.txqueue`)."""
+        return self._txq.put(payload, droppable=droppable, on_answer=on_answer)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run ``coro`` in the connection's task group (errors recorded, not fatal)."""
         if self._tg is None:
             coro.close()
             return
-        self._tg.create_task(self._guard(coro), name=f"{self.id}-{name}")
+        guarded = self._guard(coro)
+        try:
+            self._tg.create_task(guarded, name=f"{self.id}-{name}")
+        except RuntimeError:  # the connection is ending (its task group shuts down)
+            guarded.close()
+            coro.close()
 
     async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -297,11 +355,13 @@ class OcppChargePointSim:
             record.max_power_w = max(record.max_power_w, conn.physics.power_w)
 
     def ensure_meter_loop(self, conn: ConnectorState) -> None:
-        """Start the periodic meter values of a connector's session (when connected)."""
-        if self._tg is None or (conn.meter_task is not None and not conn.meter_task.done()):
+        """Start the periodic meter values of a connector's session. The loop belongs to the
+        station, not to a connection: it goes on while the link is down (the values queue)."""
+        if self._stopping.is_set() or (conn.meter_task is not None
+                                       and not conn.meter_task.done()):
             return
-        conn.meter_task = self._tg.create_task(self._guard(self._meter_loop(conn)),
-                                               name=f"{self.id}-meter-{conn.number}")
+        conn.meter_task = asyncio.create_task(self._guard(self._meter_loop(conn)),
+                                              name=f"{self.id}-meter-{conn.number}")
 
     def stop_meter_loop(self, conn: ConnectorState) -> None:
         """Stop a connector's periodic meter values."""

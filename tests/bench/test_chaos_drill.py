@@ -3,6 +3,7 @@ drill against real Mosquitto, cloud and gateway processes."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,17 @@ def test_command_line() -> None:
 
 
 @pytest.mark.timeout(900)
-async def test_small_drill_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_small_drill_loses_nothing(tmp_path: Path, workers: int) -> None:
+    """One worker on plain subscriptions, and two on a shared subscription (whose messages
+    Mosquitto loses across its restart: the gateway's end-to-end receipts make up for it)."""
     if mosquitto_binary() is None:
         if IN_CI:
             pytest.fail("mosquitto missing under CI=true")
         pytest.skip("mosquitto not installed (scripts/install-system-deps.sh)")
-    verdict = await run_drill(small_spec(), tmp_path, say=lambda _text: None)
+    spec = dataclasses.replace(small_spec(), workers=workers)
+    verdict = await run_drill(spec, tmp_path, say=lambda _text: None)
     assert verdict.sessions > 0
-    assert verdict.chaos == "1 broker restarts, cloud killed 1x, gateway killed 1x"
+    shared = " (2 workers, shared subscription)" if workers == 2 else ""
+    assert verdict.chaos == f"1 broker restarts, cloud killed 1x{shared}, gateway killed 1x"
     assert verdict.ok, "\n".join([verdict.line(), *verdict.details()])

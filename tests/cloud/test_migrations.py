@@ -9,11 +9,9 @@ PostgreSQL: a uniquely named database per test (dropped afterwards); skipped whe
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,42 +25,17 @@ from cloud import db
 from cloud.alarms.tables import AlarmRow
 from cloud.migrations.errors import MigrationError, SchemaMismatch, SchemaOutOfDate
 from cloud.registry import DeviceRegistry, make_engine
+from tests.support.postgres import BACKENDS, backend_url, database_fixture
 from voltmesh import db_cli
 
-PG_ADMIN = os.environ.get("VOLTMESH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SESSION = uuid.uuid4().hex[:8]
+#: a new PostgreSQL database for each test
+pg_url = database_fixture("migr", scope="function")
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[Engine]:
-    try:
-        admin = make_engine(PG_ADMIN)
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must answer under CI=true: {exc}")
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    yield admin
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cloud.db'}"
-        return
-    admin: Engine = request.getfixturevalue("pg_admin")
-    name = f"vm_migr_{SESSION}_{uuid.uuid4().hex[:8]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return backend_url(request, tmp_path)
 
 
 @pytest.fixture

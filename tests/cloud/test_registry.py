@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from cloud.registry import DeviceRegistry, make_engine
+from cloud.registry import DeviceRegistry
+from tests.support.postgres import backend_engine, database_fixture
 
-PG_ADMIN = os.environ.get("VOLTMESH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _pg_engine() -> Iterator[Engine]:
-    try:
-        admin = make_engine(PG_ADMIN)
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must answer under CI=true: {exc}")
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    name = f"vm_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine = make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        yield make_engine(f"sqlite:///{tmp_path / 'r.db'}")
-    else:
-        yield from _pg_engine()
+#: a new PostgreSQL database for each test
+pg_url = database_fixture("registry", scope="function")
+engine = backend_engine("pg_url")
 
 
 def test_presence_last_seen_and_write_behind(engine: Engine) -> None:
@@ -67,3 +34,35 @@ def test_presence_last_seen_and_write_behind(engine: Engine) -> None:
     again = DeviceRegistry(engine)
     assert {d["device"] for d in again.list_devices(gateway="gw")} == {"m1", "m2"}
     assert again.list_gateways()[0]["session"] == 3
+
+
+def test_a_property_keeps_the_value_with_the_newest_sample_time(engine: Engine) -> None:
+    """A replayed backlog (older samples arriving after newer ones) does not overwrite what
+    is current; a device clock running ahead counts as the arrival time."""
+    reg = DeviceRegistry(engine)
+    reg.seen("gw", "connector", "c1", 10_000, {"status": "available", "power": 0},
+             sample_ts=9_000)
+    reg.seen("gw", "connector", "c1", 10_100, {"status": "charging", "power": 7000,
+                                               "meterEnergy": 12}, sample_ts=2_000)
+    reg.seen("gw", "connector", "c1", 10_200, {"meterEnergy": 13}, sample_ts=3_000)
+    reg.seen("gw", "connector", "c1", 10_300, {"sessionId": ""})  # no device time: arrival
+    reg.flush()
+    (row,) = reg.list_devices()
+    assert row["properties"] == {"status": "available", "power": 0, "meterEnergy": 13,
+                                 "sessionId": ""}
+    assert row["lastSeen"] == 10_300
+    # an hour ahead: taken as received at 11_000, so a later sample at 11_500 replaces it
+    reg.seen("gw", "connector", "c1", 11_000, {"status": "faulted"}, sample_ts=3_611_000)
+    reg.seen("gw", "connector", "c1", 11_600, {"status": "available"}, sample_ts=11_500)
+    reg.flush()
+    assert reg.list_devices()[0]["properties"]["status"] == "available"
+
+
+def test_transition_says_stale_changed_or_same_in_one_step(engine: Engine) -> None:
+    reg = DeviceRegistry(engine)
+    assert reg.transition("gw", "charger", "c1", True, 1, 1000) is True  # offline -> online
+    assert reg.transition("gw", "charger", "c1", True, 2, 1100) is False  # online again
+    assert reg.transition("gw", "charger", "c1", False, 1, 1200) is None  # older session
+    assert reg.is_online("gw", "charger", "c1")
+    assert reg.transition("gw", "charger", "c1", False, 2, 1300) is True  # the Will
+    assert reg.transition("gw", "gateway", "gw", False, 1, 1400) is False  # never was online

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +16,13 @@ import aiomqtt
 import pytest
 
 from bridges.modbus import shipped_map
+from bridges.ocpp import OcppVersion
 from edge.adapters.mqtt_devices import MqttDevicesAdapter
 from edge.config import load_gateway_config
 from edge.errors import ConfigError
 from edge.runtime import EdgeGateway
 from sim.modbus import ModbusSimServer, ParkingLockBehaviour, SimulatedDevice
+from sim.ocpp import OcppChargePointSim, SimConfig
 from sim.ykc import PileConfig, SimPile
 from tests.support.mosquitto import USERS, Mosquitto, mosquitto_binary
 from tests.support.net import eventually, free_port
@@ -100,7 +104,13 @@ LOCK = """      - {id: lock-1, map: %s, host: 127.0.0.1, port: %d, device_id: 3,
 
 
 async def test_triggers_once_per_condition_and_rearms(
-        tmp_path: Path, site_devices: tuple[SimulatedDevice, ...]) -> None:
+        tmp_path: Path, site_devices: tuple[SimulatedDevice, ...],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="voltmesh.edge.interlocks")
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "voltmesh.edge.interlocks"]
+
     water, relay, lock = site_devices
     async with ModbusSimServer([water, relay, lock]) as bus:
         config = write_config(tmp_path, modbus_port=bus.port, interlocks=FLOOD,
@@ -127,9 +137,18 @@ async def test_triggers_once_per_condition_and_rearms(
             # no adapter owns that connector: reported, not fatal
             assert alarm["actions"][2]["ok"] is False
             assert alarm["actions"][2]["detail"].startswith("404:")
+            # every action logged once, with its outcome
+            lines = logged()
+            assert lines[0] == "interlock flood TRIGGERED: env_sensor/water-1 water == true"
+            assert sorted(re.sub(r" \(\d+ ms\)$", "", line) for line in lines[1:]) == [
+                "interlock flood: cut_relay relay/relay-1.cut -> ok",
+                "interlock flood: lower_lock parking_lock/lock-1.lower -> ok",
+                "interlock flood: stop_charging connector/3201020000009901.remoteStop -> "
+                "FAILED (404: no adapter on gateway gwA owns connector/3201020000009901)"]
 
             water.set("water", False)
             await eventually(lambda: len(alarms(gw)) == 2)
+            assert logged()[4:] == ["interlock flood cleared"]
             assert alarms(gw)[1] == {"interlock": "flood", "active": False, "actions": [],
                                      "condition": "env_sensor/water-1 water == true"}
             water.set("water", True)  # re-armed: a new trigger acts again
@@ -321,7 +340,7 @@ interlocks:
 
                 water.set("water", True)  # the flood
                 started = time.monotonic()
-                await eventually(lambda: not pile.charging(1).is_set()  # type: ignore[union-attr]
+                await eventually(lambda: not pile.charging(1).is_set()
                                  and relay.get("commanded") is False, timeout=2.5, interval=0.01)
                 elapsed = time.monotonic() - started
                 assert elapsed < 2.0, f"acted after {elapsed:.2f}s"
@@ -338,7 +357,7 @@ interlocks:
                 async with aiomqtt.Client("127.0.0.1", broker.port, **cloud_kw) as cloud:
                     async def collect() -> None:
                         async for message in cloud.messages:
-                            received.append(decode(bytes(message.payload)))  # type: ignore[arg-type]
+                            received.append(decode(bytes(message.payload)))
 
                     collector = asyncio.create_task(collect())
                     await eventually(lambda: received, timeout=10)
@@ -351,6 +370,61 @@ interlocks:
             finally:
                 await pile.stop()
                 broker.stop()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_flood_stops_an_ocpp_charger_listed_by_id_with_the_broker_down(
+        tmp_path: Path, site_devices: tuple[SimulatedDevice, ...], version: str) -> None:
+    """The same drill through OCPP: ``chargers: [CP7]`` finds its connector ``CP7-1``, and
+    RemoteStop / RequestStopTransaction ends the station's transaction over its WebSocket."""
+    water, relay, _ = site_devices
+    async with ModbusSimServer([water, relay]) as bus:
+        config = write_config(tmp_path, modbus_port=bus.port, extra_adapters="""
+  ocpp: {port: 0, security_profile: 0}""", interlocks="""
+interlocks:
+  - name: flood-bay-7
+    conditions:
+      - {product: env_sensor, device: water-1, property: water, equals: true}
+    actions:
+      - {action: stop_charging, chargers: [CP7]}
+      - {action: cut_relay, targets: [relay-1]}
+""")
+        gw = EdgeGateway(load_gateway_config(config))
+        gw.ctx.set_desired("gateway", "gwA", 1, {
+            "version": 1, "devices": [{"product": "charger", "id": "CP7", "protocol": "ocpp"}],
+            "cards": [{"idTag": "CARD-OK", "status": "active"}]})
+        async with running(gw):
+            ocpp: Any = next(a for a in gw.adapters if a.name == "ocpp")
+            await eventually(ocpp.ready.is_set)
+            station = OcppChargePointSim(SimConfig(
+                charge_point_id="CP7", url=f"ws://127.0.0.1:{ocpp.port}/ocpp",
+                version=OcppVersion(version), meter_interval_s=0.3, step_delay_s=0.05, seed=3,
+                connectors=2))
+            async with station:
+                await station.wait_booted()
+                record = await station.start_session(1, "CARD-OK")  # the local list decides
+                await eventually(lambda: gw.ctx.is_online("relay", "relay-1"))
+                assert not gw.ctx.cloud_connected.is_set()  # no broker at all
+                assert station.active_session(1) is record
+
+                water.set("water", True)
+                started = time.monotonic()
+                await eventually(lambda: record.ended and relay.get("commanded") is False,
+                                 timeout=2.5, interval=0.01)
+                elapsed = time.monotonic() - started
+                assert elapsed < 2.0, f"acted after {elapsed:.2f}s"
+                stop = "RemoteStopTransaction" if version == "1.6" else "RequestStopTransaction"
+                assert [c for c, _ in station.calls_received].count(stop) == 1
+                [alarm] = await eventually(lambda: alarms(gw))
+                # the idle second connector's stop is refused for want of a session: that
+                # is "not charging", done, not a failed action
+                idle = next(a for a in alarm["actions"] if a["target"] == "connector/CP7-2")
+                assert idle["ok"] is True and idle["detail"].startswith("not charging"), idle
+                assert [{k: v for k, v in a.items() if k != "detail"}
+                        for a in alarm["actions"]] == [
+                    {"action": "stop_charging", "target": "connector/CP7-1", "ok": True},
+                    {"action": "stop_charging", "target": "connector/CP7-2", "ok": True},
+                    {"action": "cut_relay", "target": "relay/relay-1", "ok": True}]
 
 
 def test_shipped_examples_load(tmp_path: Path) -> None:

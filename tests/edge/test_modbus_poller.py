@@ -13,9 +13,9 @@ import aiomqtt
 import pytest
 from pymodbus.framer.rtu import FramerRTU
 
-from bridges.modbus import shipped_map
+from bridges.modbus import encode_service, plan_reads, shipped_map
 from edge.adapters.modbus import ModbusAdapter, ModbusDevice
-from edge.adapters.modbus_link import PriorityLock
+from edge.adapters.modbus_link import LinkDown, ModbusLink, NoAnswer, PriorityLock
 from edge.config import (
     AdaptersConfig,
     GatewayConfig,
@@ -28,7 +28,15 @@ from edge.config import (
 )
 from edge.errors import ConfigError
 from edge.runtime import EdgeGateway
-from sim.modbus import ModbusSimServer, ModbusSimulator, ParkingLockBehaviour, SimulatedDevice
+from sim.modbus import (
+    ModbusSerialSimServer,
+    ModbusSimServer,
+    ModbusSimulator,
+    NullModem,
+    ParkingLockBehaviour,
+    SimulatedDevice,
+)
+from tests.support.mosquitto import USERS, Mosquitto
 from tests.support.net import eventually, free_port
 from thingmodels import Envelope, Kind, Topic, decode, now_ms
 from thingmodels.envelope import Sample
@@ -57,6 +65,8 @@ class ModbusProxy:
         self.blackhole = blackhole
         self.port = 0
         self.requests: dict[int, int] = {}
+        self.pdus: list[tuple[int, bytes]] = []  # (unit, request PDU) as received
+        self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -76,6 +86,7 @@ class ModbusProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         tid = 0
         try:
@@ -83,6 +94,7 @@ class ModbusProxy:
                 unit, pdu, client_tid = await (self._read_rtu(reader) if self.rtu
                                                else self._read_mbap(reader))
                 self.requests[unit] = self.requests.get(unit, 0) + 1
+                self.pdus.append((unit, pdu))
                 if self.blackhole or unit in self.silent:
                     continue
                 if upstream is None:
@@ -185,7 +197,7 @@ def rows(gw: EdgeGateway, suffix: str) -> list[Envelope]:
 
 
 async def test_values_reach_a_subscriber_in_thing_model_units(
-        amqtt_broker: int, tmp_path: Path) -> None:
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
     meter = ModbusSimulator("eastron_sdm630", values={"power": 7.25})
     climate = ModbusSimulator("xymd02_temperature_humidity",
                               values={"temperature": -20.5, "humidity": 54.6})
@@ -195,7 +207,7 @@ async def test_values_reach_a_subscriber_in_thing_model_units(
     async with meter, climate, storage, ModbusProxy(climate.port, rtu=True) as rtu:
         (tmp_path / "gw.yaml").write_text(f"""
 gateway_id: gwA
-mqtt: {{port: {amqtt_broker}, backoff_max: 300ms}}
+mqtt: {{port: {mosquitto.port}, password: {USERS['gwA']}, backoff_max: 300ms}}
 outbox: {{path: outbox.db}}
 telemetry: {{flush_interval: 50ms, stats_interval: 1h}}
 adapters:
@@ -209,13 +221,14 @@ adapters:
          port: {storage.port}, device_id: 100, interval: 100ms, report_period: 200ms}}
 """)
         gw = EdgeGateway(load_gateway_config(tmp_path / "gw.yaml"))
-        async with aiomqtt.Client("127.0.0.1", amqtt_broker) as cloud:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="cloud",
+                                  password=USERS["cloud"]) as cloud:
             await cloud.subscribe("ev/v1/gwA/#", qos=1)
             seen: dict[str, list[Envelope]] = {}
 
             async def collect() -> None:
                 async for message in cloud.messages:
-                    env = decode(bytes(message.payload))  # type: ignore[arg-type]
+                    env = decode(bytes(message.payload))
                     seen.setdefault(message.topic.value, []).append(env)
 
             collector = asyncio.create_task(collect())
@@ -497,3 +510,164 @@ async def test_priority_lock_serves_writes_first_then_fifo() -> None:
     async with lock.hold(1):  # free again
         pass
     assert time.monotonic() - started < 0.1
+
+
+# -- serial RTU: a real tty line ---------------------------------------------------------------
+
+
+async def test_serial_rtu_line_through_a_null_modem_cable(tmp_path: Path) -> None:
+    """Devices on an RS485 line served by pymodbus's serial server on one pty; the gateway
+    opens the other pty with pyserial (RTU framing). Values, a service write, a unit that is
+    not on the bus, a cut cable and a USB adapter pulled out and plugged back in."""
+    climate = SimulatedDevice(shipped_map("xymd02_temperature_humidity"), 5,
+                              values={"temperature": -20.5, "humidity": 54.6})
+    relay_dev = SimulatedDevice(shipped_map("cabinet_relay"), 4)
+    water = SimulatedDevice(shipped_map("water_immersion"), 6)
+    async with NullModem(tmp_path / "dev", "ttyUSB") as cable, \
+            ModbusSerialSimServer([climate, relay_dev, water], cable.a, baudrate=19200):
+        # 8N1: Linux ptys have no parity (the driver drops PARENB, and pyserial's re-apply
+        # of the settings then fails with EINVAL), so 8E1 needs a real UART
+        line = f"serial: {{port: {cable.b}, baudrate: 19200}}"
+        (tmp_path / "gw.yaml").write_text(f"""
+gateway_id: gwA
+mqtt: {{port: {free_port()}, backoff_max: 300ms}}
+outbox: {{path: outbox.db}}
+telemetry: {{flush_interval: 50ms, stats_interval: 1h}}
+adapters:
+  modbus:
+    backoff_max: 500ms
+    devices:
+      - {{id: climate-1, map: {MAPS / 'xymd02_temperature_humidity.yaml'}, device_id: 5,
+         interval: 100ms, timeout: 300ms, {line}}}
+      - {{id: relay-1, map: {MAPS / 'cabinet_relay.yaml'}, device_id: 4, interval: 100ms,
+         timeout: 300ms, {line}}}
+      - {{id: water-1, map: {MAPS / 'water_immersion.yaml'}, device_id: 6, interval: 100ms,
+         timeout: 300ms, {line}}}
+      - {{id: absent-1, map: {MAPS / 'water_immersion.yaml'}, device_id: 9, interval: 100ms,
+         timeout: 100ms, {line}}}
+""")
+        gw = EdgeGateway(load_gateway_config(tmp_path / "gw.yaml"))
+        rec = Recorder()
+        gw.ctx.add_observer(rec)
+        async with running(gw) as adapter:
+            [link] = adapter.links.values()  # one line, one connection for all four units
+            assert link.transport == "serial" and link.rtu_framing
+            await eventually(lambda: rec.values("climate-1", "temperature"), timeout=5)
+            assert rec.props[[d for _, d, _ in rec.props].index("climate-1")][2] == {
+                "temperature": -20.5, "humidity": 54.6}
+            await eventually(lambda: rec.values("relay-1", "closed") == [True])
+            climate.set("temperature", 31.5)
+            water.set("water", True)
+            await eventually(lambda: rec.values("climate-1", "temperature")[-1] == 31.5)
+            await eventually(lambda: rec.values("water-1", "water")[-1:] == [True])
+            # the values went out as properties (MQTT envelopes in the outbox)
+            await eventually(lambda: {"temperature": 31.5} in [
+                s.p for env in rows(gw, "env_sensor/climate-1/prop") for s in env.samples()])
+            # a service through the serial line: FC05 coil 0 off
+            cut = await call(gw, "relay", "relay-1", "cut")
+            assert (cut.code, cut.p) == (0, {"accepted": True})
+            assert [c.service for c in relay_dev.calls] == ["cut"]
+            await eventually(lambda: rec.values("relay-1", "closed")[-1:] == [False])
+            # the unit that is not on the bus: lost, and it did not stop the others
+            await eventually(lambda: ("env_sensor", "absent-1", "commLost") in
+                             [e[:3] for e in rec.events])
+            assert not adapter.devices["absent-1"].stats.polls
+            for name in ("climate-1", "relay-1", "water-1"):
+                assert adapter.devices[name].stats.failed_polls == 0, name
+
+            def events(name: str) -> list[str]:
+                return [e[2] for e in rec.events if e[1] == name]
+
+            # the cable is cut: every unit goes silent, then comes back when it is mended
+            cable.cut()
+            await eventually(lambda: all("commLost" in events(n) for n in
+                                         ("climate-1", "relay-1", "water-1")), timeout=10)
+            cable.mend()
+            await eventually(lambda: all("commRestored" in events(n) for n in
+                                         ("climate-1", "relay-1", "water-1")), timeout=10)
+            # the USB adapter is pulled out (its tty disappears: EIO) and plugged back in
+            connects = link.connects
+            cable.unplug()
+            await eventually(lambda: all(events(n).count("commLost") == 2 for n in
+                                         ("climate-1", "relay-1", "water-1")), timeout=10)
+            lost = [e[3]["reason"] for e in rec.events if e[2] == "commLost"]
+            # (the reason is capped in length; under xdist the tmp path is long)
+            assert "no serial port" in lost[-1], lost
+            cable.replug()
+            await eventually(lambda: all(events(n).count("commRestored") == 2 for n in
+                                         ("climate-1", "relay-1", "water-1")), timeout=10)
+            assert link.connects > connects
+            climate.set("temperature", 12.0)
+            await eventually(lambda: rec.values("climate-1", "temperature")[-1] == 12.0)
+            assert events("absent-1") == ["commLost"]
+
+
+# -- merged reads, per-device interval, reconnect with backoff ----------------------------------
+
+
+async def test_neighbouring_points_are_read_in_one_request_each_device_at_its_interval(
+        tmp_path: Path) -> None:
+    meter = SimulatedDevice(shipped_map("eastron_sdm630"), 1)
+    lock_dev = SimulatedDevice(shipped_map("parking_lock"), 2)
+    async with ModbusSimServer([meter, lock_dev]) as bus, ModbusProxy(bus.port) as wire:
+        gw = gateway(tmp_path, [
+            device("meter-1", "eastron_sdm630", wire.port, device_id=1, interval=0.1),
+            device("lock-1", "parking_lock", wire.port, device_id=2, interval=0.4)])
+        async with running(gw) as adapter:
+            await eventually(lambda: adapter.devices["lock-1"].stats.polls >= 3, timeout=10)
+            meter_polls = adapter.devices["meter-1"].stats.polls
+            lock_polls = adapter.devices["lock-1"].stats.polls
+        # the meter's 12 float32 points: 2 requests on the wire (FC04 0x0000+12, 0x0034+24)
+        meter_pdus = [pdu for unit, pdu in wire.pdus if unit == 1]
+        assert set(meter_pdus) == {bytes.fromhex("04" "0000" "000C"),
+                                   bytes.fromhex("04" "0034" "0018")}
+        assert len(meter_pdus) in (2 * meter_polls, 2 * meter_polls + 1)  # + one in flight
+        # the lock's position, occupancy, battery, alarm: one FC03 of 4 registers
+        assert {pdu for unit, pdu in wire.pdus if unit == 2} == {bytes.fromhex("03" "0000" "0004")}
+        # each device at its own interval (0.1 s vs 0.4 s): about 4 meter polls per lock poll
+        assert meter_polls >= 2.5 * lock_polls, (meter_polls, lock_polls)
+
+
+async def test_link_reconnects_with_a_capped_backoff() -> None:
+    """Nothing listening: the connect fails, reads fail fast until the backoff has passed
+    (service writes try anyway); then a device appears and the link connects. A peer that
+    accepts but never answers is dropped after ``reconnect_after`` silent requests."""
+    [read] = plan_reads(shipped_map("water_immersion"))
+    [cut] = encode_service(shipped_map("cabinet_relay"), "cut")
+    port = free_port()
+    link = ModbusLink(f"tcp:127.0.0.1:{port}", "tcp", host="127.0.0.1", port=port,
+                      backoff_initial=0.2, backoff_max=0.8, reconnect_after=3)
+    try:
+        with pytest.raises(LinkDown, match="connection refused"):
+            await link.read(1, read, 0.5)
+        with pytest.raises(LinkDown, match=r"next attempt in 0\.[0-2]s"):
+            await link.read(1, read, 0.5)  # fast, without a connect attempt
+        with pytest.raises(LinkDown, match="connection refused"):
+            await link.write(1, cut, 0.5)  # a write is tried at once (a safety action)
+        waits = []
+        for _ in range(6):  # the wait doubles (with jitter) and stops at backoff_max
+            with contextlib.suppress(LinkDown):
+                await link.read(1, read, 0.5)
+            waits.append(link._retry_at - asyncio.get_running_loop().time())
+            await asyncio.sleep(max(0.0, waits[-1]) + 0.01)
+        assert max(waits) <= 0.8 and max(waits[3:]) >= 0.4 - 0.05, waits
+        async with ModbusSimulator("water_immersion", port=port, values={"water": True}):
+            await asyncio.sleep(max(0.0, link._retry_at - asyncio.get_running_loop().time()))
+            assert await link.read(1, read, 0.5) == [1]
+            assert link.connects == 1
+    finally:
+        link.close()
+
+    async with ModbusProxy(blackhole=True) as blackhole:
+        link = ModbusLink("blackhole", "tcp", host="127.0.0.1", port=blackhole.port,
+                          reconnect_after=3)
+        try:
+            for _ in range(3):
+                with pytest.raises(NoAnswer):
+                    await link.read(1, read, 0.1)
+            assert (link.reconnects_forced, link.connected) == (1, False)
+            with pytest.raises(NoAnswer):
+                await link.read(1, read, 0.1)  # on a new connection
+            assert (link.connects, blackhole.connections) == (2, 2)
+        finally:
+            link.close()

@@ -3,8 +3,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from edge.batcher import TelemetryBatcher
+from edge.context import EdgeContext
+from edge.errors import OutboxError
 from edge.outbox import Outbox, RowKind
-from thingmodels import Envelope, decode
+from thingmodels import Envelope, builtin_models, decode
+from thingmodels.envelope import Sample
 
 
 def _env(seq: int) -> Envelope:
@@ -85,6 +91,74 @@ def test_reply_memory_and_kv(tmp_path: Path) -> None:
     assert box.kv_get("k") == b"v"
     assert box.next_seq("uplink/session") == 1 and box.next_seq("uplink/session") == 2
 
+
+
+def test_reply_and_its_memo_are_one_transaction(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    woken: list[int] = []
+    box.on_append(lambda: woken.append(1))
+    env = box.append_reply(
+        "c1", "t/reply", lambda s: Envelope.new(seq=s, cid="c1", p={"ok": True}), seq_key="d")
+    assert env.seq == 1 and woken == [1] and box.stats.queued_events == 1
+    [row] = box.peek(10, urgent=True)
+    assert row.kind is RowKind.URGENT and decode(row.payload) == env
+    assert box.known_reply("c1") == ("t/reply", row.payload)  # the same bytes as published
+    box.close()
+    box = Outbox(tmp_path / "o.db")
+    assert box.known_reply("c1") == ("t/reply", row.payload)
+    # the memo cannot be written: the reply row is not written either (and its seq not taken)
+    box._db.execute("DROP TABLE svc_calls")
+    with pytest.raises(OutboxError):
+        box.append_reply("c2", "t/reply", _env, seq_key="d")
+    assert [r.rowid for r in box.peek(10)] == [row.rowid]
+    assert box.stats.queued_events == 1
+    assert box.next_seq("d") == 2
+
+
+def _commits(box: Outbox) -> list[str]:
+    statements: list[str] = []
+    box._db.set_trace_callback(statements.append)
+    return statements
+
+
+def test_a_group_of_appends_is_one_commit_or_none(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    traced = _commits(box)
+    with box.group():
+        for i in range(3):
+            box.append("t", _env, kind=RowKind.TELEMETRY, seq_key=f"d{i}")
+    assert traced.count("COMMIT") == 1 and len(box.peek(10)) == 3
+    traced.clear()
+
+    def failing_flush() -> None:
+        with box.group():
+            box.append("t", _env, kind=RowKind.TELEMETRY, seq_key="d0")
+            box.append("e", _env, seq_key="d0")
+            raise RuntimeError("while flushing")
+
+    with pytest.raises(RuntimeError):
+        failing_flush()
+    assert "COMMIT" not in traced and "ROLLBACK" in traced
+    assert len(box.peek(10)) == 3  # nothing of the failed group, counters recounted
+    assert (box.stats.queued_telemetry, box.stats.queued_events) == (3, 0)
+    assert box.next_seq("d0") == 2
+
+
+def test_a_periodic_telemetry_flush_is_one_transaction(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    contexts: list[EdgeContext] = []
+
+    def flush(product: str, device: str, src: str, samples: list[Sample]) -> None:
+        contexts[0].flush_telemetry(product, device, src, samples)
+
+    batcher = TelemetryBatcher(flush)
+    contexts.append(EdgeContext("gw1", builtin_models(), box, batcher))
+    for i in range(50):
+        batcher.add("connector", f"c{i}", "ykc", None, {"power": "1.0"})
+    traced = _commits(box)
+    batcher.flush_all()
+    assert traced.count("COMMIT") == 1
+    assert len(box.peek(100)) == 50 and box.stats.queued_telemetry == 50
 
 def test_everything_returned_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "o.db"

@@ -101,6 +101,15 @@ async def test_connector_and_lock_services(site: tuple[EdgeGateway, SimPile]) ->
     await eventually(lambda: [r for r in gw.outbox.peek(100_000)
                               if r.topic.endswith(f"parking_lock/{PILE}01/prop")] or
                      gw.batcher.pending, timeout=5)
+    assert (await call(gw, "parking_lock", PILE + "01", "raise")).p == {"accepted": True}
+
+    def positions() -> list[str]:
+        gw.batcher.flush_all()
+        return [s.p["position"] for r in gw.outbox.peek(100_000)
+                if r.topic.endswith(f"parking_lock/{PILE}01/prop")
+                for s in decode(r.payload).samples() if "position" in s.p]
+    await eventually(lambda: positions()[-1:] == ["raised"], timeout=5)
+    assert "lowered" in positions()  # the 0x61 after the lower, then the one after the raise
     parallel = await call(gw, "connector", PILE + "01", "parallelStart",
                           {"idTag": "00000000D14B0A54"})
     assert parallel.p["accepted"] is True  # type: ignore[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_seeded_login_and_gateway_document(tmp_path: Path) -> None:
     doc = cloud.provisioning.gateway_desired("gw-seed")
     assert {(d["id"], d["protocol"]) for d in doc["devices"]} == {
         ("32010200000001", "ykc"), ("32010200000003", "ykc"), ("CP-7", "ocpp16")}
-    assert "password_sha256" in next(d for d in doc["devices"] if d["id"] == "CP-7")
+    assert "password_sha256" in cloud.provisioning.charger_docs("gw-seed")["CP-7"]
     assert doc["tariff"]["version"] == 1
     cards = {c["physical"] for c in doc["cards"]}
     assert {c.physical_card for c in result.customers} <= cards
@@ -134,3 +135,34 @@ async def test_seed_site_without_broker_leaves_the_push_pending(tmp_path: Path) 
     result = await seed_site(cloud, gateway_id="gw-seed", piles=PILES)
     assert result.push is not None and result.push.status == "failed"
     assert "gw-seed" in cloud.catalog.dirty_gateways()  # the provisioning loop retries it
+
+
+def test_ocpp_201_charger_and_a_changed_password(tmp_path: Path) -> None:
+    """The demo's OCPP chargers: a 2.0.1 one is seeded with its protocol and EVSE connector
+    ids; a password that changed (the demo keeps them per data directory) is set once."""
+    cloud = make_cloud(tmp_path / "cloud.db", simulated_pay=False)
+    points = [OcppChargePoint("DEMO-AC16", connectors=2, password="first-pass-16"),
+              OcppChargePoint("DEMO-DC201", connectors=1, protocol="ocpp201", dc=True,
+                              rated_kw=Decimal("60"), password="first-pass-201")]
+    first = seed_records(cloud, gateway_id="gw-seed", piles=PILES[:1], charge_points=points)
+    assert first.connectors == ["3201020000000101", "3201020000000102", "DEMO-AC16-1",
+                                "DEMO-AC16-2", "DEMO-DC201-1"]
+    doc = cloud.provisioning.gateway_desired("gw-seed")
+    assert ("DEMO-DC201", "ocpp201") in {(d["id"], d["protocol"]) for d in doc["devices"]}
+    dc = next(c for c in first.chargers if c.device_id == "DEMO-DC201")
+    assert dc.kind == "dc" and dc.rated_kw == Decimal("60")
+    before = cloud.provisioning.charger_docs("gw-seed")["DEMO-DC201"]["password_sha256"]
+
+    changed = [points[0], OcppChargePoint("DEMO-DC201", connectors=1, protocol="ocpp201",
+                                          dc=True, rated_kw=Decimal("60"),
+                                          password="second-pass-201")]
+    again = seed_records(cloud, gateway_id="gw-seed", piles=PILES[:1], charge_points=changed)
+    assert again.created == ["password of charger DEMO-DC201"]
+    after = cloud.provisioning.charger_docs("gw-seed")["DEMO-DC201"]["password_sha256"]
+    assert after != before and after == hashlib.sha256(b"second-pass-201").hexdigest()
+    assert seed_records(cloud, gateway_id="gw-seed", piles=PILES[:1],
+                        charge_points=changed).created == []
+    # no password given: the stored one is kept
+    bare = [OcppChargePoint("DEMO-DC201", connectors=1, protocol="ocpp201", dc=True)]
+    assert seed_records(cloud, gateway_id="gw-seed", charge_points=bare).created == []
+    assert cloud.provisioning.charger_docs("gw-seed")["DEMO-DC201"]["password_sha256"] == after

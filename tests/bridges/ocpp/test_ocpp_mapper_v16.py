@@ -22,6 +22,7 @@ from bridges.ocpp import (
     start_transaction_key,
     start_transaction_response,
 )
+from bridges.ocpp.translator import KEEP_ENDED
 from thingmodels import builtin_models
 
 V16 = OcppVersion.V16
@@ -258,6 +259,35 @@ def test_stop_retry_is_idempotent(cp: ChargePointTranslator) -> None:
     assert first.params["reason"] == "Local"  # absent reason means Local
     assert first.params["energy"] == Decimal("10.000")
     again = valid(cp.translate(stop, receive_ms=RTS + 30_000))
+    repeat = only_event(again, "sessionEnded")
+    assert repeat.params == first.params and repeat.once_key == first.once_key
+    assert [a.code for a in again.anomalies] == ["duplicate_stop"]
+
+
+def test_ended_sessions_kept_are_bounded_open_ones_never_dropped(
+        cp: ChargePointTranslator) -> None:
+    """The translator outlives connections, so what it keeps is memory per charger for as long
+    as the gateway runs: the last KEEP_ENDED ended sessions (a repeated stop of the latest is
+    still recognised), every open session however old."""
+    def start(connector: int, tx: int) -> None:
+        valid(cp.translate(call(f"""[2,"s{tx}","StartTransaction",{{"connectorId":{connector},
+            "idTag":"04A2B3C4D5","meterStart":{tx},"timestamp":"2024-03-01T10:00:00Z"}}]"""),
+            receive_ms=RTS, transaction_id=tx))
+
+    def stop(tx: int) -> Call:
+        return call(f"""[2,"e{tx}","StopTransaction",{{"transactionId":{tx},
+            "meterStop":{tx + 500},"timestamp":"2024-03-01T11:00:00Z"}}]""")
+
+    start(2, 1)  # stays open on connector 2 throughout
+    for tx in range(100, 100 + KEEP_ENDED + 5):
+        start(1, tx)
+        first = only_event(valid(cp.translate(stop(tx), receive_ms=RTS)), "sessionEnded")
+    ended = [s for s in cp.sessions.values() if s.ended]
+    assert len(ended) == KEEP_ENDED
+    assert [s.transaction_id for s in ended] == list(range(105, 105 + KEEP_ENDED))
+    running = cp.open_session("CP-042-2")
+    assert running is not None and running.transaction_id == 1
+    again = valid(cp.translate(stop(104 + KEEP_ENDED), receive_ms=RTS + 30_000))
     repeat = only_event(again, "sessionEnded")
     assert repeat.params == first.params and repeat.once_key == first.once_key
     assert [a.code for a in again.anomalies] == ["duplicate_stop"]

@@ -69,7 +69,8 @@ async def test_users_and_wallet(client: httpx.AsyncClient, accounts: AccountServ
     assert other.status_code == 409 and other.json()["error"] == "idempotency_conflict"
     floaty = await client.post(f"/api/v1/users/{user['id']}/wallet/adjust",
                                json={"amount": 12.5, "note": "x"}, headers={"Idempotency-Key": "f"})
-    assert floaty.status_code == 422 and floaty.json()["error"] == "invalid"
+    assert floaty.status_code == 422 and floaty.json()["error"] == "invalid_request"
+    assert floaty.json()["detail"].startswith("amount: "), floaty.json()
     overdrawn = await client.post(f"/api/v1/users/{user['id']}/wallet/adjust",
                                   json={"amount": "-20", "note": "x"},
                                   headers={"Idempotency-Key": "neg"})
@@ -144,7 +145,7 @@ async def test_cards_and_vehicles(client: httpx.AsyncClient, accounts: AccountSe
     card_id = card.json()["id"]
     assert card.json()["physical_no"] == "00000000D14B0A54"
     bad = await client.post("/api/v1/cards", json={"physical_no": "XYZ"})
-    assert bad.status_code == 400 and bad.json()["error"] == "invalid"
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
     bound = await client.post(f"/api/v1/cards/{card_id}/bind", json={"user_id": user["id"]})
     assert bound.json()["user_id"] == user["id"]
     for action, status in (("freeze", "frozen"), ("unfreeze", "active"), ("lost", "lost")):

@@ -90,25 +90,28 @@ def test_gateway_document_lists_chargers_and_tariffs(engine: Engine) -> None:
     doc = provisioning.gateway_desired("gw1")
     devices = {d["id"]: d for d in doc["devices"]}
     assert set(devices) == {PILE_A, PILE_B, "32010200000003", "CP-7"}
-    assert devices[PILE_A] | {"station": "-"} == {
-        "id": PILE_A, "product": "charger", "protocol": "ykc", "kind": "dc", "connectors": 2,
-        "ratedKw": "120", "mode": "online_billing", "station": "-"}
-    assert devices["CP-7"]["password_sha256"] == password_hash("s3cret-pass")
-    assert "password_sha256" not in devices[PILE_A]
+    # the gateway document holds what admission needs; the rest is in each charger's own
+    assert devices[PILE_A] == {"id": PILE_A, "protocol": "ykc"}  # product: charger (default)
+    assert devices["CP-7"] == {"id": "CP-7", "protocol": "ocpp16"}
     assert doc["cards"] == [{"physical": "D14B0A54"}]
     # the gateway default is the tariff of the station with most YKC chargers here (main)
     gateway_model = billing_model_from_doc(doc["tariff"])
     assert billing_model_prices(gateway_model)[1].electricity == 1
     # each pile gets its own station's tariff
     docs = provisioning.charger_docs("gw1")
-    assert set(docs) == {PILE_A, PILE_B, "32010200000003"}
+    assert set(docs) == {PILE_A, PILE_B, "32010200000003", "CP-7"}
+    assert docs[PILE_A] | {"station": "-", "tariff": None} == {
+        "kind": "dc", "connectors": 2, "ratedKw": "120", "mode": "online_billing",
+        "station": "-", "tariff": None}
+    assert docs["CP-7"]["password_sha256"] == password_hash("s3cret-pass")
+    assert "password_sha256" not in docs[PILE_A] and "tariff" not in docs["CP-7"]
     model_b = billing_model_from_doc(docs[PILE_B]["tariff"])
     assert billing_model_prices(model_b)[1].electricity == Decimal("1.5")
     assert model_b.model_code != gateway_model.model_code
     assert model_b.slots == (3,) * 14 + (2,) * 22 + (1,) * 10 + (3,) * 2
-    # an OCPP-only gateway gets no tariff and no charger documents
+    # an OCPP-only gateway gets no tariff; a charger without a password has no hash
     assert "tariff" not in provisioning.gateway_desired("gw2")
-    assert provisioning.charger_docs("gw2") == {}
+    assert "password_sha256" not in provisioning.charger_docs("gw2")["CP-8"]
 
 
 async def test_pushes_stay_pending_until_they_succeed(engine: Engine) -> None:
@@ -127,8 +130,9 @@ async def test_pushes_stay_pending_until_they_succeed(engine: Engine) -> None:
     publish.fail = None
     done = await provisioning.sync(publish)
     assert [(r.gateway, r.status) for r in done] == [("gw1", "published")]
-    # no tariff yet: the gateway document is published, the pile's is not, and it is said
-    assert done[0].documents == ["gateway/gw1"]
+    # no tariff yet: the gateway document and the pile's (without a tariff), and it is said
+    assert done[0].documents == ["gateway/gw1", f"charger/{PILE_A}"]
+    assert "tariff" not in publish.of("charger", PILE_A)
     assert any("no tariff in force" in p for p in done[0].problems)
     assert catalog.dirty_gateways() == [] and await provisioning.sync(publish) == []
     versions = [d["version"] for *_, d in publish.docs]
@@ -192,7 +196,8 @@ async def test_a_real_gateway_admits_provisioned_chargers_and_runs_the_tariff(
         assert [r.status for r in result] == ["published"]
         await eventually(lambda: ykc.provisioned(PILE_A) and ocpp.provisioned("CP-7"),
                          timeout=30)
-        assert ocpp._entry("CP-7")["password_sha256"] == password_hash("s3cret-pass")
+        await eventually(lambda: ocpp.password_sha256("CP-7", {}) == password_hash(
+            "s3cret-pass"), timeout=30)
         await eventually(lambda: gateway.ctx.desired("charger", PILE_A) is not None, timeout=30)
         model = ykc.model_for(PILE_A)
         assert model is not None

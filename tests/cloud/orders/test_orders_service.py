@@ -156,6 +156,28 @@ def test_out_of_order_delivery_gives_the_same_bill(engine) -> None:  # type: ign
         assert order.id not in w.service.settle_due() | w.service.sweep()
 
 
+def test_a_late_sample_that_bills_the_order_pays_it_at_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """The end's grace has passed and a straggling sample arrives before the settle loop runs:
+    the sample is what bills the order, and the wallet is debited then, not at the next sweep
+    (a minute later: found by the charging end-to-end test, which waited 55 s for it)."""
+    clock = Clock()
+    w = build_world(engine, config=OrdersConfig(settle_grace=5.0), clock=clock)
+    events = ykc_session(w)
+    late = events.pop(2)  # the 08:15 sample arrives after the end
+    assert late.name == "sample"
+    w.service.process(events)
+    (order,) = w.orders()
+    assert order.status == OrderStatus.FINISHED and order.billed_ms is None
+    clock.now += 6_000  # past the grace; the settle loop has not run yet
+    w.service.process([late])
+    (order,) = w.orders()
+    assert order.billed_ms is not None
+    assert order.status == OrderStatus.SETTLED, order.status_reason
+    assert order.total_amount == YKC_TOTAL and len(w.debits()) == 1
+    assert order.id not in w.service.settle_due() | w.service.sweep()
+    assert len(w.debits()) == 1
+
+
 def test_end_before_start_events_then_late_start_pays_an_app_session(world: World) -> None:
     """YKC app start: the record has no card; when it arrives before the sessionStarted (other
     worker, out of order) nobody can pay yet -> unpaid; the late start names the user -> paid."""

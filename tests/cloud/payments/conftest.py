@@ -1,9 +1,7 @@
-"""Engines and services for the payments tests (SQLite and PostgreSQL)."""
+"""Engines and services for the payments tests: each test on SQLite and on PostgreSQL (one
+database per test session; the accounts and payments tables dropped before each test)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -11,32 +9,18 @@ from sqlalchemy.engine import Engine
 from cloud.accounts import AccountService
 from cloud.payments import PaymentService, SimulatedProvider, SimulatedProviderConfig
 from cloud.payments.config import PaymentsConfig
-from cloud.registry import make_engine
-from tests.cloud.accounts.dbs import clean, pg_database
+from tests.cloud.accounts.dbs import clean
+from tests.support.postgres import backend_engine, database_fixture
 
 API_KEY = "192006250b4c09247ec02edce69f6a2d"
 
-
-@pytest.fixture(scope="session")
-def pay_pg_url() -> Iterator[str]:
-    yield from pg_database("pay")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def pay_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'payments.db'}"
-    else:
-        url = request.getfixturevalue("pay_pg_url")
-    eng = make_engine(url)
-    clean(eng)
-    yield eng
-    eng.dispose()
+pg_url = database_fixture("pay")
+engine = backend_engine("pg_url", prepare=clean)
 
 
 @pytest.fixture
-def accounts(pay_engine: Engine) -> AccountService:
-    return AccountService(pay_engine)
+def accounts(engine: Engine) -> AccountService:
+    return AccountService(engine)
 
 
 @pytest.fixture
@@ -45,7 +29,7 @@ def wechat() -> SimulatedProvider:
 
 
 @pytest.fixture
-def payments(pay_engine: Engine, accounts: AccountService,
+def payments(engine: Engine, accounts: AccountService,
              wechat: SimulatedProvider) -> PaymentService:
-    return PaymentService(pay_engine, accounts, {"wechat": wechat},
+    return PaymentService(engine, accounts, {"wechat": wechat},
                           PaymentsConfig(notify_base_url="https://pay.example.com"))

@@ -111,7 +111,8 @@ async def test_tenants_scopes_and_errors(client: httpx.AsyncClient, payments: Pa
     floaty = await client.post("/api/v1/payments/topups",
                                json={"user_id": mine.id, "amount": 10.5, "provider": "wechat"},
                                headers={"Idempotency-Key": "y"})
-    assert floaty.status_code == 422 and floaty.json()["error"] == "invalid"
+    assert floaty.status_code == 422 and floaty.json()["error"] == "invalid_request"
+    assert floaty.json()["detail"].startswith("amount: "), floaty.json()
     unknown = await client.post("/api/v1/payments/topups",
                                 json={"user_id": mine.id, "amount": "10", "provider": "paypal"},
                                 headers={"Idempotency-Key": "z"})

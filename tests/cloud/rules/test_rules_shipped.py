@@ -147,6 +147,28 @@ def test_env_sensor_events_raise_and_clear(shipped: RuleSet, event: str, alarm_t
     assert up.dedupe == down.dedupe == f"{alarm_type}:g/env_sensor/e"
 
 
+def test_water_property_of_a_modbus_sensor_is_the_same_alarm(shipped: RuleSet) -> None:
+    topic = "ev/v1/g/env_sensor/water-1/prop"
+    [up] = alarms(shipped.evaluate(*msg(topic, {"water": True})))
+    [down] = alarms(shipped.evaluate(*msg(topic, {"water": False})))
+    assert (up.type, up.level, up.active, down.active) == ("waterDetected", "critical", True,
+                                                           False)
+    assert up.dedupe == down.dedupe == "waterDetected:g/env_sensor/water-1"
+    assert alarms(shipped.evaluate(*msg(topic, {"temperature": 21.5}))) == []
+
+
+def test_an_interlock_that_acted_is_a_critical_alarm_until_it_clears(shipped: RuleSet) -> None:
+    topic = "ev/v1/g/gateway/g/event/interlockTriggered"
+    base = {"interlock": "flood-site", "condition": "water-1.water == true",
+            "actions": [{"action": "cut_relay", "target": "relay/r", "ok": True}]}
+    [up] = alarms(shipped.evaluate(*msg(topic, {**base, "active": True})))
+    [down] = alarms(shipped.evaluate(*msg(topic, {**base, "active": False})))
+    assert (up.type, up.level, up.active, down.active) == ("interlockTriggered", "critical",
+                                                           True, False)
+    assert up.dedupe == down.dedupe == "interlockTriggered:g/flood-site"
+    assert up.message == "interlock flood-site: water-1.water == true"
+
+
 def test_camera_fire_and_ice_occupying(shipped: RuleSet) -> None:
     [fire] = alarms(shipped.evaluate(*msg("ev/v1/g/camera/cam/event/fireDetected",
                                           {"confidence": 0.93, "zone": "bay-3"})))

@@ -87,6 +87,7 @@ async def test_batches_fill_to_batch_size_and_a_partial_batch_goes_after_max_del
     queue = make(writer, registry, batch_size=3, max_delay=0.2)
     for n in range(7):
         assert await queue.put(signal(n))
+        assert metric(registry, "voltmesh_sink_queue_depth") == n + 1  # read when scraped
     assert queue.depth == 7
     task = asyncio.create_task(queue.run())
     await eventually(lambda: len(writer.written) == 7)
@@ -106,6 +107,7 @@ async def test_drop_oldest_keeps_the_newest_and_counts_every_drop() -> None:
     for n in range(20):
         assert await queue.put(signal(n))  # never waits
     assert queue.depth == 5
+    assert metric(registry, "voltmesh_sink_queue_depth") == 5
     assert metric(registry, "voltmesh_sink_dropped_total", reason="queue_full") == 15
     task = asyncio.create_task(queue.run())
     await eventually(lambda: len(writer.written) == 5)
@@ -123,6 +125,9 @@ async def test_block_makes_the_producer_wait_and_loses_nothing() -> None:
     await asyncio.sleep(0.2)
     assert not fourth.done()  # full: the producer waits
     assert queue.depth == 3
+    assert queue.offer(signal(99)) is None  # would wait: nothing done
+    assert queue.depth == 3
+    assert metric(registry, "voltmesh_sink_queued_total") == 3
 
     async def produce() -> None:
         for n in range(4, 60):

@@ -50,6 +50,7 @@ from bridges.ocpp import (
     service_output,
     service_request,
 )
+from bridges.ocpp.timestamps import parse_timestamp_ms
 from sim.ocpp import (
     NotConnected,
     OcppChargePointSim,
@@ -60,7 +61,9 @@ from sim.ocpp import (
 )
 from sim.ocpp.routing import on
 from tests.support.net import eventually
+from tests.support.ocpp import wire_checked  # noqa: F401 (autouse fixture)
 from thingmodels import builtin_models
+from thingmodels.ids import now_ms
 
 V16 = OcppVersion.V16
 V201 = OcppVersion.V201
@@ -114,6 +117,7 @@ class Csms16(Cp16):  # type: ignore[misc]
     def __init__(self, cp_id: str, connection: Recorder) -> None:
         super().__init__(cp_id, connection, response_timeout=10)
         self.got = Received()
+        self.start_delay = 0.0
 
     @on(Action16.boot_notification)
     def on_boot(self, **kw: Any) -> Any:
@@ -137,8 +141,9 @@ class Csms16(Cp16):  # type: ignore[misc]
         return result16.Authorize(id_tag_info={"status": status})
 
     @on(Action16.start_transaction)
-    def on_start(self, **kw: Any) -> Any:
+    async def on_start(self, **kw: Any) -> Any:
         self.got.add("StartTransaction", kw)
+        await asyncio.sleep(self.start_delay)
         return result16.StartTransaction(transaction_id=next(_tx_ids),
                                          id_tag_info={"status": "Accepted"})
 
@@ -169,6 +174,7 @@ class Csms201(Cp201):  # type: ignore[misc]
     def __init__(self, cp_id: str, connection: Recorder) -> None:
         super().__init__(cp_id, connection, response_timeout=10)
         self.got = Received()
+        self.start_delay = 0.0
 
     @on(Action201.boot_notification)
     def on_boot(self, **kw: Any) -> Any:
@@ -192,8 +198,10 @@ class Csms201(Cp201):  # type: ignore[misc]
         return result201.Authorize(id_token_info={"status": status})
 
     @on(Action201.transaction_event)
-    def on_transaction_event(self, **kw: Any) -> Any:
+    async def on_transaction_event(self, **kw: Any) -> Any:
         self.got.add("TransactionEvent", kw)
+        if kw["event_type"] == "Started":
+            await asyncio.sleep(self.start_delay)
         if kw.get("id_token") is not None:
             return result201.TransactionEvent(id_token_info={"status": "Accepted"})
         return result201.TransactionEvent()
@@ -224,6 +232,9 @@ class CsmsServer:
         self.recorders: dict[str, list[Recorder]] = {}
         self.port = 0
         self.refuse = False
+        self.start_delay = 0.0
+        """How long the start of a transaction waits for its answer (a CSMS asking its
+        cloud)."""
         self._auth: Callable[[ServerConnection, Request], Awaitable[Response | None]] | None = None
 
     @property
@@ -239,6 +250,7 @@ class CsmsServer:
         recorder = Recorder(ws)
         cls = Csms16 if self.version is V16 else Csms201
         csms = cls(cp_id, recorder)
+        csms.start_delay = self.start_delay
         # schema validation is on for every handler (the library default)
         assert all(not route["_skip_schema_validation"] for route in csms.route_map.values())
         previous = self.stations.get(cp_id)
@@ -555,6 +567,115 @@ async def test_local_start_and_stop_while_offline(version: OcppVersion) -> None:
         ended_ev = _events(messages, "sessionEnded")
         assert [e.params["energy"] for e in ended_ev] == [record.energy_kwh, second.energy_kwh]
         assert [e.params["idTag"] for e in ended_ev] == ["LOCAL-1", "LIST-1"]
+
+
+Sample = tuple[int, int, int, bool]
+"""(connection index, the sample's timestamp ms, register Wh, ``offline`` flag)."""
+
+
+def _periodic(server: CsmsServer, cp_id: str) -> list[Sample]:
+    """Every periodic transaction meter value the CSMS received, in arrival order, from the
+    frames on the wire (1.6 MeterValues with a transactionId, 2.0.1 TransactionEvent
+    Updated)."""
+    out: list[Sample] = []
+    for index, recorder in enumerate(server.recorders[cp_id]):
+        for direction, text in recorder.log:
+            frame = json.loads(text)
+            if direction != "in" or frame[0] != 2:
+                continue
+            action, payload = frame[2], frame[3]
+            if (action == "MeterValues" and "transactionId" in payload) or (
+                    action == "TransactionEvent" and payload["eventType"] == "Updated"):
+                (value,) = payload["meterValue"]
+                register = value["sampledValue"][0]
+                assert register["measurand"] == "Energy.Active.Import.Register"
+                out.append((index, parse_timestamp_ms(value["timestamp"]),
+                            int(Decimal(str(register["value"]))),
+                            bool(payload.get("offline", False))))
+    return out
+
+
+async def test_meter_values_made_offline_are_delivered_in_order(version: OcppVersion) -> None:
+    """The link is cut mid-session: the station goes on metering, the meter values queue
+    (1.6 transaction MeterValues too) and are delivered after the reconnect, in order, each
+    once, with the time they were taken (2.0.1: ``offline: true``)."""
+    cp_id = f"MTR-{version.src}"
+    server = CsmsServer(version)
+    server.start_delay = 0.35  # meter values are made before the start is answered
+    async with server.serving() as srv:
+        async with OcppChargePointSim(sim_config(srv, cp_id, meter_interval_s=0.1)) as sim:
+            await sim.wait_booted()
+            record = await sim.start_session(1)
+            await eventually(lambda: _updates(srv, cp_id) >= 2
+                             and sim.pending_transaction_messages() == 0, interval=0.01)
+            cut_at = now_ms()  # nothing in flight: no message is sent twice
+            sim.cut_link(down_s=1.5)
+            await eventually(lambda: not sim.online)
+            sent_before = _updates(srv, cp_id)
+            await eventually(lambda: sim.pending_transaction_messages() >= 5)
+            assert _updates(srv, cp_id) == sent_before and record.ended is False
+            await sim.wait_booted()
+            await eventually(lambda: sim.pending_transaction_messages() == 0)
+            await sim.stop_session(1)
+            assert sim.errors == [] and sim.tx_dropped == 0 and sim.connect_count == 2
+        samples = _periodic(srv, cp_id)
+        assert len(samples) == record.updates_sent  # each once
+        times = [at for _, at, _, _ in samples]
+        assert times == sorted(times) and len(set(times)) == len(times), times
+        registers = [wh for _, _, wh, _ in samples]
+        assert registers == sorted(registers)
+        assert record.meter_stop_wh is not None and record.meter_stop_wh >= registers[-1]
+        # made while the link was down, delivered on the second connection
+        offline = [(conn, at) for conn, at, _, flag in samples if at > cut_at and conn == 1
+                   and (flag or version is V16)]
+        assert len(offline) >= 5, samples
+        if version is V201:  # the flag is set exactly on those made offline
+            assert [s for s in samples if s[3]] == [s for s in samples if s[1] > cut_at
+                                                    and s[0] == 1][:len(offline)]
+            seqs = [kw["seq_no"] for kw in srv.stations[cp_id].got.of("TransactionEvent")]
+            assert seqs == list(range(len(seqs)))
+        check_frames(srv, cp_id)
+        ended = _events(translate(srv, cp_id), "sessionEnded")
+        assert [e.params["energy"] for e in ended] == [record.energy_kwh]
+
+
+async def test_a_full_transaction_queue_drops_meter_values_not_the_stop(
+        version: OcppVersion) -> None:
+    cp_id = f"BND-{version.src}"
+    async with CsmsServer(version).serving() as srv:
+        async with OcppChargePointSim(sim_config(srv, cp_id, tx_queue_max=4,
+                                                 meter_interval_s=0.1)) as sim:
+            await sim.wait_booted()
+            record = await sim.start_session(1)
+            await eventually(lambda: _updates(srv, cp_id) >= 1
+                             and sim.pending_transaction_messages() == 0, interval=0.01)
+            sim.cut_link(down_s=2.0)
+            await eventually(lambda: not sim.online)
+            online_updates = record.updates_sent
+            await eventually(lambda: record.updates_sent >= online_updates + 10)
+            assert sim.pending_transaction_messages() == 4  # bounded
+            stop = asyncio.create_task(sim.stop_session(1, "Local"))
+            await eventually(lambda: record.ended)
+            await sim.wait_booted()
+            await asyncio.wait_for(stop, 10)
+            assert sim.pending_transaction_messages() == 0 and sim.errors == []
+        samples = _periodic(srv, cp_id)
+        replayed = [s for s in samples if s[0] == 1]
+        made_offline = record.updates_sent - (len(samples) - len(replayed))
+        assert len(replayed) == 3  # the newest, behind which the stop took the 4th place
+        assert sim.tx_dropped == made_offline - len(replayed) >= 7
+        times = [at for _, at, _, _ in samples]
+        assert times == sorted(times)
+        got = srv.stations[cp_id].got
+        if version is V16:
+            (stop_kw,) = got.of("StopTransaction")
+            assert stop_kw["meter_stop"] == record.meter_stop_wh
+        else:
+            (end_kw,) = [kw for kw in got.of("TransactionEvent") if kw["event_type"] == "Ended"]
+            assert end_kw["offline"] is True
+        allowed = frozenset({"seq_gap"}) if version is V201 else frozenset()
+        ended = _events(translate(srv, cp_id, allowed=allowed), "sessionEnded")
+        assert [e.params["energy"] for e in ended] == [record.energy_kwh]
 
 
 async def test_refused_authorization(version: OcppVersion) -> None:

@@ -13,42 +13,17 @@ from typing import Any
 import pytest
 from ykc_sim_platform import fast_config
 
-from edge.config import AdaptersConfig, GatewayConfig, MqttConfig, OutboxConfig, YkcConfig
 from edge.runtime import EdgeGateway
 from sim.ykc import SimPile
-from tests.support.net import eventually, free_port
-from thingmodels import decode
-
-PILE = "32010200000001"
-TARIFF = {"version": 7, "tiers": {"tip": {"energy": "1.2", "service": "0.6"},
-                                  "peak": {"energy": "1.0", "service": "0.6"},
-                                  "flat": {"energy": "0.7", "service": "0.6"},
-                                  "valley": {"energy": "0.3", "service": "0.6"}},
-          "periods": [{"start": "00:00", "end": "08:00", "tier": "valley"},
-                      {"start": "08:00", "end": "24:00", "tier": "flat"}]}
+from tests.support.net import eventually
+from tests.support.ykc import CARD, PILE, desired, outbox, ykc_gateway
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[EdgeGateway]:
-    config = GatewayConfig(
-        gateway_id="gw-ykc", mqtt=MqttConfig(port=free_port(), backoff_max=0.5),
-        outbox=OutboxConfig(path=str(tmp_path / "o.db")),
-        adapters=AdaptersConfig(ykc=YkcConfig(port=0, heartbeat_interval=0.5,
-                                              authorize_timeout=0.2)))
-    gw = EdgeGateway(config)
-    gw.ctx.set_desired("gateway", "gw-ykc", 1, {
-        "version": 1, "devices": [{"product": "charger", "id": PILE, "protocol": "ykc"}],
-        "tariff": TARIFF,
-        "cards": [{"physical": "D14B0A54", "logical": "1000000573", "status": "active"}]})
-    task = asyncio.create_task(gw.run())
-    await eventually(gw.adapters[0].ready.is_set)  # type: ignore[attr-defined]
-    yield gw
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-def events(gw: EdgeGateway, name: str) -> list[Any]:
-    return [decode(r.payload) for r in gw.outbox.peek(10_000) if r.topic.endswith(f"/{name}")]
+    async with ykc_gateway(tmp_path, desired(cards=[CARD]), heartbeat_interval=0.5,
+                           authorize_timeout=0.2) as gw:
+        yield gw
 
 
 async def test_sim_pile_against_the_edge_listener(gateway: EdgeGateway) -> None:
@@ -77,7 +52,7 @@ async def test_sim_pile_against_the_edge_listener(gateway: EdgeGateway) -> None:
         assert stopped == {"accepted": True}
         await asyncio.wait_for(pile.record_confirmed(app_trade).wait(), 3)
 
-        records = {r.p["sessionId"]: r.p for r in events(gateway, "transactionRecord")}
+        records = {r.p["sessionId"]: r.p for r in outbox(gateway, "/transactionRecord")}
         assert set(records) == {trade, app_trade}
         for ledger in pile.ledger:
             got = records[ledger.trade_no]
@@ -90,3 +65,45 @@ async def test_sim_pile_against_the_edge_listener(gateway: EdgeGateway) -> None:
         assert records[app_trade]["tradeType"] == "app"
         assert records[app_trade]["stopReasonCode"] == 0x40
         assert pile.counters.frames_ignored == 0
+
+
+async def test_not_plugged_start_becomes_a_session_when_the_car_plugs_in(
+        gateway: EdgeGateway) -> None:
+    # the simulator's finding: the pile's second 0x33 (success after "not plugged") was
+    # counted as unsolicited and the session it started was never announced
+    adapter: Any = gateway.adapters[0]
+    config = fast_config(start_not_plugged=True, plug_delay=0.3)
+    async with SimPile(config, "127.0.0.1", adapter.port) as pile:
+        await asyncio.wait_for(pile.model_loaded.wait(), 5)
+        deadline = int(time.time() * 1000) + 3000
+        out = await adapter.invoke("connector", PILE + "01", "remoteStart",
+                                   {"idTag": "D14B0A54"}, deadline)
+        assert out["accepted"] is False and out["reason"] == "not plugged"
+        trade = out["sessionId"]
+        await asyncio.wait_for(pile.charging(1).wait(), 5)
+        [started] = await eventually(lambda: outbox(gateway, "/sessionStarted"))
+        assert started.p["sessionId"] == trade
+        await asyncio.sleep(0.4)
+        stopped = await adapter.invoke("connector", PILE + "01", "remoteStop", {},
+                                       int(time.time() * 1000) + 3000)
+        assert stopped == {"accepted": True}
+        await asyncio.wait_for(pile.record_confirmed(trade).wait(), 3)
+    [record] = outbox(gateway, "/transactionRecord")
+    assert record.p["sessionId"] == trade and Decimal(record.p["energy"]) > 0
+    assert gateway.ctx.stats.counters["ykc_late_starts"] == 1
+    assert gateway.ctx.stats.counters["ykc_unsolicited_replies"] == 0
+
+
+async def test_time_is_synced_again_every_interval(tmp_path: Path) -> None:
+    """Besides the 0x56 after login, the gateway re-syncs every pile's clock every
+    ``time_sync_interval`` (24 h by default; 1 s here) and the pile answers each with 0x55."""
+    async with ykc_gateway(tmp_path, desired(), heartbeat_interval=0.5,
+                           time_sync_interval=1.0) as gw:
+        adapter: Any = gw.adapters[0]
+        async with SimPile(fast_config(), "127.0.0.1", adapter.port) as pile:
+            await asyncio.wait_for(pile.model_loaded.wait(), 5)
+            started = time.monotonic()
+            await eventually(lambda: pile.counters.received[0x56] >= 3, timeout=10)
+            # one at login, then one per interval: not a burst
+            assert time.monotonic() - started >= 1.0
+            assert pile.counters.sent[0x55] >= 3
