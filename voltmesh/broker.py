@@ -9,12 +9,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from amqtt.broker import Broker
 
 log = logging.getLogger("voltmesh.broker")
+
+
+class _SnapshotSubscriptions(dict[str, Any]):
+    """amqtt's topic-filter table, iterated over a snapshot.
+
+    amqtt 0.12.1 awaits inside ``for topic in self._subscriptions`` (a reconnecting client's
+    retained messages, every broadcast): a SUBSCRIBE from another client in that window raised
+    ``RuntimeError: dictionary changed size during iteration`` and dropped the connecting client
+    (seen in CI as a cloud worker that never came up). Iterating a copy is what the loops meant.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(dict.keys(self)))
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(dict.keys(self))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(dict.items(self))
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return list(dict.values(self))
+
+
+def make_broker(config: dict[str, Any]) -> Broker:
+    """An amqtt Broker whose subscription table survives concurrent (un)subscribes."""
+    broker = Broker(config)
+    broker._subscriptions = _SnapshotSubscriptions(broker._subscriptions)
+    return broker
 
 
 def broker_config(host: str, port: int) -> dict[str, Any]:
@@ -31,7 +60,7 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def embedded_broker(host: str = "127.0.0.1", port: int = 1883) -> AsyncIterator[Broker]:
     """Run amqtt in this event loop for the duration of the block."""
-    broker = Broker(broker_config(host, port))
+    broker = make_broker(broker_config(host, port))
     await broker.start()
     log.info("embedded MQTT broker (amqtt) on %s:%d", host, port)
     try:
