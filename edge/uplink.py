@@ -9,7 +9,8 @@
 * the outbox pump: rows are published in order with QoS 1 (telemetry at the configured QoS),
   up to ``max_inflight`` at once, and deleted only after the broker's PUBACK, or for events
   (receipts on) after the cloud's receipt; events whose receipt is overdue are published again
-  (same envelope) ahead of the backlog, urgent rows still first (``edge/outbox.py``);
+  (same envelope) ahead of the backlog, urgent rows still first (``edge/outbox.py``), and only
+  one at a time while no receipt has come since the last such publication (the cloud is away);
 * the receive loop: downlink messages are decoded and handed to the dispatcher; malformed ones are
   counted and dropped.
 """
@@ -65,6 +66,10 @@ class Uplink:
         self._wake = asyncio.Event()
         self.outbox.on_append(self._wake.set)
         self._delay = backoff_delays(config.backoff_initial, config.backoff_max)
+        # receipts counted when events were last published again (None: never), and when the
+        # next single one may go while the cloud is silent (see _pump's overdue)
+        self._receipts_at_resend: int | None = None
+        self._next_probe = 0.0
 
     def _state(self, online: bool) -> bytes:
         return encode(Envelope.new(ts=now_ms(), src="edge",
@@ -181,16 +186,41 @@ class Uplink:
         next_due_check = 0.0
 
         def overdue() -> list[Row]:
-            """Events whose receipt is overdue (checked at most once a second)."""
+            """Events whose receipt is overdue (checked at most once a second).
+
+            Held while the cloud is silent: once events were published again and no receipt
+            at all has come since, only one (the oldest due) goes out per
+            ``receipt_timeout_max`` until a receipt shows a worker consuming. The copies of an
+            outage would otherwise pile up in the workers' persistent sessions at the broker
+            (Mosquitto drops beyond ``max_queued_messages``), and the originals are queued
+            there already.
+            """
             nonlocal next_due_check
-            if loop.time() < next_due_check:
+            now = loop.time()
+            if now < next_due_check:
                 return []
-            rows = self.outbox.take_due(self.batch)
-            if len(rows) < self.batch:
-                next_due_check = loop.time() + 1.0
-            if rows:
+            box = self.outbox
+            held = self._receipts_at_resend is not None and \
+                box.stats.receipted == self._receipts_at_resend
+            if held and now < self._next_probe:
+                next_due_check = now + 1.0
+                return []
+            limit = 1 if held else self.batch
+            rows = box.take_due(limit)
+            if held or len(rows) < limit:
+                next_due_check = now + 1.0
+            if not rows:
+                return rows
+            self._receipts_at_resend = box.stats.receipted
+            if held:
+                self._next_probe = now + box.receipt_timeout_max
+                self.ctx.stats.inc("receipt_probes")
+                log.warning("no receipt from the cloud since events were published again: "
+                            "%d awaiting, publishing only the oldest again every %.0f s until "
+                            "one comes", box.stats.awaiting_receipt, box.receipt_timeout_max)
+            else:
                 log.info("publishing %d events again: no receipt from the cloud in time "
-                         "(%d awaiting)", len(rows), self.outbox.stats.awaiting_receipt)
+                         "(%d awaiting)", len(rows), box.stats.awaiting_receipt)
             return rows
 
         def next_rows() -> tuple[list[Row], bool]:

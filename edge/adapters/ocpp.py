@@ -702,6 +702,10 @@ class OcppAdapter(Adapter):
         if product == "connector":
             running = conn.translator.open_session(device)
             session_id = running.session_id if running is not None else None
+            if service == "remoteStop" and session_id is None and not params.get("sessionId"):
+                # nothing to stop: the thing model's answer, as YKC's "gun not charging" (an
+                # interlock's stop of an idle connector is done, not a failed action)
+                return {"accepted": False, "reason": "not charging (no session known)"}
         if service in ("remoteStart", "parallelStart") and params.get("idTag"):
             self.remember(str(params["idTag"]))
         try:

@@ -358,6 +358,14 @@ async def test_every_service_through_the_gateway(
         assert out["_received"] == {"transaction_id": expected_tx}
         await sim.wait_session_ended(record)
         await eventually(lambda: conn.status == "Available")
+        # a stop of an idle connector: YKC's answer ("not charging"), no call to the charger
+        await eventually(lambda: adapter.connections[cp].translator.open_session(connector)
+                         is None)
+        before = len(sim.calls_received)
+        idle = await cloud.consumer.call(GW, "connector", connector, "remoteStop", {},
+                                         timeout=20)
+        assert idle.code == 0 and idle.p is not None and idle.p["accepted"] is False
+        assert "not charging" in idle.p["reason"] and sim.calls_received[before:] == []
 
         # configuration
         key = "MeterValueSampleInterval" if v16 else "SampledDataCtrlr.TxUpdatedInterval"

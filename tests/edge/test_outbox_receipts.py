@@ -254,3 +254,54 @@ async def test_the_pump_publishes_again_until_the_receipt_arrives(
             task.cancel()
             collector.cancel()
             await asyncio.gather(task, collector, return_exceptions=True)
+
+
+@pytest.mark.mosquitto
+async def test_while_the_cloud_is_silent_only_one_event_at_a_time_is_published_again(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """No worker receipts anything (the cloud is away): after one round of copies the gateway
+    publishes only the oldest event again, once per receipt_timeout_max, so an outage does not
+    fill the workers' queues at the broker; the first receipt resumes the full rounds."""
+    gw = EdgeGateway(GatewayConfig(
+        gateway_id="gwA",
+        mqtt=MqttConfig(port=mosquitto.port, username="gwA", password=USERS["gwA"],
+                        backoff_max=0.5),
+        outbox=OutboxConfig(path=str(tmp_path / "o.db"), receipt_timeout=0.3,
+                            receipt_timeout_max=1.5)), adapters=[])
+    copies: list[str] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="cloud",
+                              password=USERS["cloud"]) as cloud:
+        await cloud.subscribe("ev/v1/gwA/+/+/event/#", qos=1)
+
+        async def collect() -> None:
+            async for message in cloud.messages:
+                assert isinstance(message.payload, bytes)
+                copies.append(decode(message.payload).id)
+
+        collector = asyncio.create_task(collect())
+        task = asyncio.create_task(gw.run())
+        try:
+            await eventually(gw.uplink.connected.is_set)
+            ids = [(await gw.ctx.event("connector", "c1", "sessionEnded", {
+                "sessionId": f"S{n}", "seq": n, "energy": "1.000", "reason": "local"},
+                src="test")).id for n in range(5)]
+            # the originals, then one full round of copies
+            await eventually(lambda: len(copies) >= 10, timeout=10)
+            await asyncio.sleep(4.0)  # silent: 0.3 s doubling would be ~4 more rounds of 5
+            held = len(copies) - 10
+            assert 1 <= held <= 4, copies  # one at a time, every 1.5 s
+            assert set(copies[10:]) <= set(ids)
+            assert gw.ctx.stats.counters["receipt_probes"] == held
+            assert gw.outbox.stats.awaiting_receipt == 5
+            # a receipt for one: the cloud is back, the other four go out again at once
+            await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
+                src="cloud", p={"ids": [ids[0]]})), qos=1)
+            before = len(copies)
+            await eventually(lambda: set(copies[before:]) >= set(ids[1:]), timeout=5)
+            await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
+                src="cloud", p={"ids": ids[1:]})), qos=1)
+            await eventually(lambda: gw.outbox.stats.queued_events == 0, timeout=10)
+        finally:
+            task.cancel()
+            collector.cancel()
+            await asyncio.gather(task, collector, return_exceptions=True)
