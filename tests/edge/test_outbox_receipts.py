@@ -10,11 +10,13 @@ receipt topic (the shipped ACL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -212,15 +214,18 @@ def test_an_outbox_written_before_receipts_is_migrated(tmp_path: Path) -> None:
     assert box.stats.awaiting_receipt == 1
 
 
-@pytest.mark.mosquitto
-async def test_the_pump_publishes_again_until_the_receipt_arrives(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _pumping(mosquitto: Mosquitto, tmp_path: Path, receipt_timeout: float,
+                   receipt_timeout_max: float,
+                   ) -> AsyncIterator[tuple[EdgeGateway, aiomqtt.Client, list[bytes]]]:
+    """A running gateway ``gwA`` on Mosquitto, the ``cloud`` user's client, and the list every
+    event publication of the gateway lands in (bytes, in order)."""
     gw = EdgeGateway(GatewayConfig(
         gateway_id="gwA",
         mqtt=MqttConfig(port=mosquitto.port, username="gwA", password=USERS["gwA"],
                         backoff_max=0.5),
-        outbox=OutboxConfig(path=str(tmp_path / "o.db"), receipt_timeout=0.5,
-                            receipt_timeout_max=1.0)), adapters=[])
+        outbox=OutboxConfig(path=str(tmp_path / "o.db"), receipt_timeout=receipt_timeout,
+                            receipt_timeout_max=receipt_timeout_max)), adapters=[])
     copies: list[bytes] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="cloud",
                               password=USERS["cloud"]) as cloud:
@@ -235,25 +240,40 @@ async def test_the_pump_publishes_again_until_the_receipt_arrives(
         task = asyncio.create_task(gw.run())
         try:
             await eventually(gw.uplink.connected.is_set)
-            env = await gw.ctx.event("connector", "c1", "sessionEnded", {
-                "sessionId": "S1", "seq": 1, "energy": "1.000", "reason": "local"},
-                src="test")
-            await eventually(lambda: len(copies) >= 3, timeout=20)  # no receipt: again
-            assert {decode(c).id for c in copies} == {env.id}
-            assert len(set(copies)) == 1  # the very same envelope each time
-            assert gw.outbox.stats.awaiting_receipt == 1
-            assert gw.outbox.stats.resent_for_receipt >= 2
-            await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
-                src="cloud", p={"ids": [env.id]})), qos=1)
-            await eventually(lambda: gw.outbox.stats.queued_events == 0, timeout=10)
-            assert gw.ctx.stats.counters["receipts"] == 1
-            settled = len(copies)
-            await asyncio.sleep(2.0)  # past the capped wait: nothing more is published
-            assert len(copies) == settled
+            yield gw, cloud, copies
         finally:
             task.cancel()
             collector.cancel()
             await asyncio.gather(task, collector, return_exceptions=True)
+
+
+async def _receipt(cloud: aiomqtt.Client, ids: list[str]) -> None:
+    await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
+        src="cloud", p={"ids": ids})), qos=1)
+
+
+async def _session_ended(gw: EdgeGateway, n: int) -> str:
+    env = await gw.ctx.event("connector", "c1", "sessionEnded", {
+        "sessionId": f"S{n}", "seq": n, "energy": "1.000", "reason": "local"}, src="test")
+    return env.id
+
+
+@pytest.mark.mosquitto
+async def test_the_pump_publishes_again_until_the_receipt_arrives(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with _pumping(mosquitto, tmp_path, 0.5, 1.0) as (gw, cloud, copies):
+        event_id = await _session_ended(gw, 1)
+        await eventually(lambda: len(copies) >= 3, timeout=20)  # no receipt: again
+        assert {decode(c).id for c in copies} == {event_id}
+        assert len(set(copies)) == 1  # the very same envelope each time
+        assert gw.outbox.stats.awaiting_receipt == 1
+        assert gw.outbox.stats.resent_for_receipt >= 2
+        await _receipt(cloud, [event_id])
+        await eventually(lambda: gw.outbox.stats.queued_events == 0, timeout=10)
+        assert gw.ctx.stats.counters["receipts"] == 1
+        settled = len(copies)
+        await asyncio.sleep(2.0)  # past the capped wait: nothing more is published
+        assert len(copies) == settled
 
 
 @pytest.mark.mosquitto
@@ -262,46 +282,22 @@ async def test_while_the_cloud_is_silent_only_one_event_at_a_time_is_published_a
     """No worker receipts anything (the cloud is away): after one round of copies the gateway
     publishes only the oldest event again, once per receipt_timeout_max, so an outage does not
     fill the workers' queues at the broker; the first receipt resumes the full rounds."""
-    gw = EdgeGateway(GatewayConfig(
-        gateway_id="gwA",
-        mqtt=MqttConfig(port=mosquitto.port, username="gwA", password=USERS["gwA"],
-                        backoff_max=0.5),
-        outbox=OutboxConfig(path=str(tmp_path / "o.db"), receipt_timeout=0.3,
-                            receipt_timeout_max=1.5)), adapters=[])
-    copies: list[str] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="cloud",
-                              password=USERS["cloud"]) as cloud:
-        await cloud.subscribe("ev/v1/gwA/+/+/event/#", qos=1)
+    async with _pumping(mosquitto, tmp_path, 0.3, 1.5) as (gw, cloud, raw):
+        def copies() -> list[str]:
+            return [decode(c).id for c in raw]
 
-        async def collect() -> None:
-            async for message in cloud.messages:
-                assert isinstance(message.payload, bytes)
-                copies.append(decode(message.payload).id)
-
-        collector = asyncio.create_task(collect())
-        task = asyncio.create_task(gw.run())
-        try:
-            await eventually(gw.uplink.connected.is_set)
-            ids = [(await gw.ctx.event("connector", "c1", "sessionEnded", {
-                "sessionId": f"S{n}", "seq": n, "energy": "1.000", "reason": "local"},
-                src="test")).id for n in range(5)]
-            # the originals, then one full round of copies
-            await eventually(lambda: len(copies) >= 10, timeout=10)
-            await asyncio.sleep(4.0)  # silent: 0.3 s doubling would be ~4 more rounds of 5
-            held = len(copies) - 10
-            assert 1 <= held <= 4, copies  # one at a time, every 1.5 s
-            assert set(copies[10:]) <= set(ids)
-            assert gw.ctx.stats.counters["receipt_probes"] == held
-            assert gw.outbox.stats.awaiting_receipt == 5
-            # a receipt for one: the cloud is back, the other four go out again at once
-            await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
-                src="cloud", p={"ids": [ids[0]]})), qos=1)
-            before = len(copies)
-            await eventually(lambda: set(copies[before:]) >= set(ids[1:]), timeout=5)
-            await cloud.publish(gateway_receipt("gwA").render(), encode(Envelope.new(
-                src="cloud", p={"ids": ids[1:]})), qos=1)
-            await eventually(lambda: gw.outbox.stats.queued_events == 0, timeout=10)
-        finally:
-            task.cancel()
-            collector.cancel()
-            await asyncio.gather(task, collector, return_exceptions=True)
+        ids = [await _session_ended(gw, n) for n in range(5)]
+        # the originals, then one full round of copies
+        await eventually(lambda: len(raw) >= 10, timeout=10)
+        await asyncio.sleep(4.0)  # silent: 0.3 s doubling would be ~4 more rounds of 5
+        held = len(raw) - 10
+        assert 1 <= held <= 4, copies()  # one at a time, every 1.5 s
+        assert set(copies()[10:]) <= set(ids)
+        assert gw.ctx.stats.counters["receipt_probes"] == held
+        assert gw.outbox.stats.awaiting_receipt == 5
+        # a receipt for one: the cloud is back, the other four go out again at once
+        await _receipt(cloud, ids[:1])
+        before = len(raw)
+        await eventually(lambda: set(copies()[before:]) >= set(ids[1:]), timeout=5)
+        await _receipt(cloud, ids[1:])
+        await eventually(lambda: gw.outbox.stats.queued_events == 0, timeout=10)
