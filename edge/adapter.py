@@ -34,6 +34,14 @@ class Adapter(ABC):
     async def run(self, ctx: EdgeContext) -> None:
         """Serve devices until cancelled."""
 
+    async def wait_ready(self) -> None:
+        """Return once the adapter serves devices (its listeners are bound); default: at once.
+
+        The gateway's ``started`` waits for every adapter's (``voltmesh edge`` freezes the
+        start-up heap for the garbage collector after it).
+        """
+        return
+
     async def invoke(
         self, product: str, device: str, service: str, params: Mapping[str, Any], deadline_ms: int
     ) -> dict[str, Any]:

@@ -124,11 +124,9 @@ class EdgeGateway:
                 self.ctx.set_desired(product, device, version, doc)
 
     async def _mark_started(self) -> None:
-        """Set :attr:`started` once the adapters that listen (their ``ready`` event) do."""
+        """Set :attr:`started` once every adapter is ready (listeners bound)."""
         for adapter in self.adapters:
-            ready = getattr(adapter, "ready", None)
-            if isinstance(ready, asyncio.Event):
-                await ready.wait()
+            await adapter.wait_ready()
         self.started.set()
 
     async def _ping(self, params: dict[str, Any]) -> dict[str, Any]:

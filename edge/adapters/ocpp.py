@@ -691,6 +691,9 @@ class OcppAdapter(Adapter):
                 return cp
         return None
 
+    async def wait_ready(self) -> None:
+        await self.ready.wait()
+
     async def invoke(self, product: str, device: str, service: str, params: Mapping[str, Any],
                      deadline_ms: int) -> dict[str, Any]:
         """Map a thing-model service to an OCPP call and its result back."""

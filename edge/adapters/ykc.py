@@ -796,6 +796,9 @@ class YkcAdapter(Adapter):
             self.ctx.report("charger", session.pile, {"billingModelCode": model.model_code},
                             src=session.src)
 
+    async def wait_ready(self) -> None:
+        await self.ready.wait()
+
     async def invoke(self, product: str, device: str, service: str, params: Mapping[str, Any],
                      deadline_ms: int) -> dict[str, Any]:
         """Execute a service on a pile (connector services address pile + gun)."""
