@@ -3,17 +3,43 @@
 The consumer updates an in-memory view per message (cheap) and :meth:`DeviceRegistry.flush`
 writes what changed in one transaction (from a worker thread), so SQL cost does not grow with the
 message rate. SQLite by default, PostgreSQL by URL, same code.
+
+N workers share the tables and each sees only part of a device's messages, so a flush *merges*
+its view into the rows (locked: ``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
+SQLite) under rules whose result does not depend on which worker flushes first:
+
+* a property keeps the value with the newest measure time (equal: the flushing worker's); the
+  measure times are stored (``devices.measured``), so the rule holds across restarts;
+* presence: the higher session wins, and within a session offline beats online (the offline
+  of session N always follows its online); ``last_seen_ms`` is the max, ``first_seen_ms`` the
+  min of the known ones.
+
+The merged rows then refresh the worker's view where it is older. See ``docs/scale-out.md``,
+"The device registry with N workers".
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, event
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, event, tuple_
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+log = logging.getLogger("voltmesh.registry")
+
+_Key = tuple[str, str, str]
+_T = TypeVar("_T")
+#: transactions of a flush tried at most this many times (lost insert races, deadlocks, locks)
+_ATTEMPTS = 6
+#: devices per SELECT of a flush (3 bound parameters each: within SQLite's 32,766)
+_SELECT_CHUNK = 5_000
 
 
 class GatewayRow(SQLModel, table=True):
@@ -43,6 +69,9 @@ class DeviceRow(SQLModel, table=True):
     last_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
     first_seen_ms: int | None = Field(default=None, sa_type=BigInteger)
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    measured: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    """When each value of ``properties`` was measured (ms); NULL or a missing name: unknown
+    (rows written before revision 0002), so any sample replaces that value."""
 
 
 @dataclass
@@ -54,7 +83,8 @@ class _State:
     properties: dict[str, Any] = field(default_factory=dict)
     dirty: bool = True
     measured: dict[str, int] = field(default_factory=dict)
-    """When each property's held value was measured (memory only; see :meth:`seen`)."""
+    """When each property's held value was measured (``devices.measured``; see :meth:`seen`).
+    A property without a time (an old row's) is never flushed: the row holds it already."""
 
 
 def make_engine(url: str) -> Engine:
@@ -92,17 +122,15 @@ class DeviceRegistry:
         self._devices: dict[tuple[str, str, str], _State] = {}
         self._flush_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._sqlite = engine.dialect.name == "sqlite"
         self._load()
 
     def _load(self) -> None:
         with Session(self.engine) as db:
             for g in db.exec(select(GatewayRow)):
-                self._gateways[g.id] = _State(g.online, g.session, g.last_seen_ms,
-                                              g.first_seen_ms, {}, False)
+                self._gateways[g.id] = _gateway_state(g)
             for d in db.exec(select(DeviceRow)):
-                self._devices[(d.gateway_id, d.product, d.device)] = _State(
-                    d.online, d.session, d.last_seen_ms, d.first_seen_ms, dict(d.properties or {}),
-                    False)
+                self._devices[(d.gateway_id, d.product, d.device)] = _device_state(d)
 
     # -- updates from the consumer (event loop) -------------------------------------------
 
@@ -122,8 +150,10 @@ class DeviceRegistry:
         to arrive: a backlog a device replays after an outage (older samples after newer live
         ones) does not overwrite what is current. A ``sample_ts`` after ``ts_ms`` counts as
         ``ts_ms`` (nothing is measured after it was received; a device clock running ahead
-        cannot pin a value). Equal times: the later arrival wins. Measure times are kept in
-        memory only: after a restart the first sample of each property is taken as it comes.
+        cannot pin a value). Equal times: the later arrival wins. Measure times are stored with
+        the values (``devices.measured``) and loaded on start, so the rule holds across
+        restarts and between workers (:meth:`flush` merges by it). A gateway's own properties
+        are kept in memory only (``gateways`` has no column for them).
         """
         when = ts_ms if sample_ts is None else min(sample_ts, ts_ms)
         with self._lock:
@@ -158,14 +188,19 @@ class DeviceRegistry:
 
     def transition(self, gw: str, product: str, device: str, online: bool, session: int,
                    ts_ms: int) -> bool | None:
-        """Apply a presence state in one step: None when it is from an older session (ignored),
-        else whether it changed the device's online flag (a transition)."""
+        """Apply a presence state in one step: None when it is stale (ignored), else whether it
+        changed the device's online flag (a transition).
+
+        Stale: from an older session than the newest seen, or an ``online`` of the session
+        whose ``offline`` was seen already (the offline of session N always follows its
+        online; a late or redelivered online must not resurrect the device).
+        """
         with self._lock:
             if product == "gateway" and device == gw:
                 state = self._gateways.setdefault(gw, _State())
             else:
                 state = self._device(gw, product, device)
-            if session < state.session:
+            if _rank(online, session) < _rank(state.online, state.session):
                 return None
             changed = bool(state.online) != online
             state.online = online
@@ -204,26 +239,74 @@ class DeviceRegistry:
                 v.dirty = False
         if not gws and not devs:
             return 0
-        with Session(self.engine) as db:
-            for gw, s in gws.items():
-                grow = db.get(GatewayRow, gw) or GatewayRow(id=gw)
-                grow.online, grow.session = s.online, s.session
-                grow.last_seen_ms, grow.first_seen_ms = s.last_seen_ms, s.first_seen_ms
-                db.add(grow)
-            existing = {}
-            if devs:
-                for row in db.exec(select(DeviceRow).where(
-                        DeviceRow.gateway_id.in_({k[0] for k in devs}))):  # type: ignore[attr-defined]
-                    existing[(row.gateway_id, row.product, row.device)] = row
-            for (gw, product, device), s in devs.items():
-                drow = existing.get((gw, product, device)) or DeviceRow(
-                    gateway_id=gw, product=product, device=device)
-                drow.online, drow.session = s.online, s.session
-                drow.last_seen_ms, drow.first_seen_ms = s.last_seen_ms, s.first_seen_ms
-                drow.properties = dict(s.properties)
-                db.add(drow)
-            db.commit()
+        try:
+            merged_gws, merged_devs = self._retry(lambda: self._merge(gws, devs))
+        except BaseException:
+            with self._lock:  # not written: the next flush takes them again
+                for gw in gws:
+                    self._gateways[gw].dirty = True
+                for key in devs:
+                    self._devices[key].dirty = True
+            raise
+        with self._lock:  # what other workers wrote, where this worker's view is older
+            for gw, merged in merged_gws.items():
+                _refresh(self._gateways[gw], merged)
+            for key, merged in merged_devs.items():
+                _refresh(self._devices[key], merged)
         return len(gws) + len(devs)
+
+    def _retry(self, work: Callable[[], _T]) -> _T:
+        """Run a flush transaction, again when it lost an insert race (another worker created
+        the same row first), a deadlock or a lock timeout."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                return work()
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                log.info("registry flush retried (%s)", type(exc.orig).__name__)
+                time.sleep(0.02 * 2 ** attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _merge(self, gws: dict[str, _State], devs: dict[_Key, _State],
+               ) -> tuple[dict[str, _State], dict[_Key, _State]]:
+        """Merge the snapshots into their rows in one transaction, rows locked in key order
+        (gateways, then devices); return the merged rows as states."""
+        merged_gws: dict[str, _State] = {}
+        merged_devs: dict[_Key, _State] = {}
+        with Session(self.engine, expire_on_commit=False) as db:
+            if self._sqlite:  # the write lock up front: the rows read are the rows updated
+                db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            if gws:
+                grows = {g.id: g for g in db.exec(
+                    select(GatewayRow).where(col(GatewayRow.id).in_(sorted(gws)))
+                    .order_by(col(GatewayRow.id)).with_for_update())}
+                for gw in sorted(gws):
+                    grow = grows.get(gw) or GatewayRow(id=gw)
+                    _merge_presence(grow, gws[gw])
+                    db.add(grow)
+                    merged_gws[gw] = _gateway_state(grow)
+                db.flush()  # new gateways inserted before any device row is locked
+            existing: dict[_Key, DeviceRow] = {}
+            for chunk in _chunks(sorted(devs), _SELECT_CHUNK):
+                key_columns = tuple_(col(DeviceRow.gateway_id), col(DeviceRow.product),
+                                     col(DeviceRow.device))
+                for row in db.exec(select(DeviceRow).where(key_columns.in_(chunk))
+                                   .order_by(col(DeviceRow.gateway_id), col(DeviceRow.product),
+                                             col(DeviceRow.device)).with_for_update()):
+                    existing[(row.gateway_id, row.product, row.device)] = row
+            for key in sorted(devs):  # new rows inserted in key order too
+                gw, product, device = key
+                drow = existing.get(key) or DeviceRow(gateway_id=gw, product=product,
+                                                      device=device)
+                state = devs[key]
+                _merge_presence(drow, state)
+                drow.properties, drow.measured = _merge_properties(
+                    drow.properties or {}, drow.measured or {}, state)
+                db.add(drow)
+                merged_devs[key] = _device_state(drow)
+            db.commit()
+        return merged_gws, merged_devs
 
     # -- queries (API) ---------------------------------------------------------------------
 
@@ -271,6 +354,70 @@ def _keep_newest(state: _State, properties: dict[str, Any], when: int) -> None:
             state.measured[name] = when
 
 
+def _rank(online: bool, session: int) -> tuple[int, bool]:
+    """The order of presence states: the higher session, then offline after online."""
+    return session, not online
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _merge_presence(row: GatewayRow | DeviceRow, state: _State) -> None:
+    if _rank(state.online, state.session) > _rank(row.online, row.session):
+        row.online, row.session = state.online, state.session
+    row.last_seen_ms = _max(row.last_seen_ms, state.last_seen_ms)
+    row.first_seen_ms = _min(row.first_seen_ms, state.first_seen_ms)
+
+
+def _merge_properties(properties: dict[str, Any], measured: dict[str, int], state: _State,
+                      ) -> tuple[dict[str, Any], dict[str, int]]:
+    """A row's properties and measure times merged with a snapshot's (new dicts: the ORM sees
+    a change only on assignment). The snapshot's timed values win unless the row's is newer."""
+    properties, measured = dict(properties), dict(measured)
+    for name, when in state.measured.items():
+        held = measured.get(name)
+        if name in state.properties and (held is None or when >= held):
+            properties[name] = state.properties[name]
+            measured[name] = when
+    return properties, measured
+
+
+def _refresh(state: _State, merged: _State) -> None:
+    """Take from a merged row what is newer than the worker's view (not marked dirty: SQL has
+    it)."""
+    if _rank(merged.online, merged.session) > _rank(state.online, state.session):
+        state.online, state.session = merged.online, merged.session
+    state.last_seen_ms = _max(state.last_seen_ms, merged.last_seen_ms)
+    state.first_seen_ms = _min(state.first_seen_ms, merged.first_seen_ms)
+    for name, value in merged.properties.items():
+        when = merged.measured.get(name)
+        held = state.measured.get(name)
+        if when is None:
+            state.properties.setdefault(name, value)
+        elif held is None or when > held:
+            state.properties[name] = value
+            state.measured[name] = when
+
+
+def _gateway_state(row: GatewayRow) -> _State:
+    return _State(row.online, row.session, row.last_seen_ms, row.first_seen_ms, {}, False)
+
+
+def _device_state(row: DeviceRow) -> _State:
+    return _State(row.online, row.session, row.last_seen_ms, row.first_seen_ms,
+                  dict(row.properties or {}), False, dict(row.measured or {}))
+
+
 def _copy(state: _State) -> _State:
     return _State(state.online, state.session, state.last_seen_ms, state.first_seen_ms,
-                  dict(state.properties), True)
+                  dict(state.properties), True, dict(state.measured))
+
+
+def _chunks(items: list[_T], size: int) -> Iterable[list[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start: start + size]
