@@ -272,8 +272,14 @@ class GatewayConfig(Strict):
     log_format: Literal["auto", "json", "console"] = "auto"
     interlocks: str | None = None
     base_dir: str = "."
+    #: ``voltmesh edge`` freezes the heap once started and then re-freezes it (unfreeze,
+    #: full collection, freeze) this often, and sooner after growth: the collector's passes
+    #: skip the connected chargers' objects, and a frozen garbage cycle (a disconnected
+    #: charger's) lives at most this long (voltmesh/gcpolicy.py). null: freeze once at start.
+    gc_refreeze: float | None = Field(default=3600.0, gt=0)
 
-    _sec = field_validator("decision_timeout", "clock_skew_threshold", mode="before")(_seconds)
+    _sec = field_validator("decision_timeout", "clock_skew_threshold", "gc_refreeze",
+                           mode="before")(_seconds)
 
     @field_validator("gateway_id")
     @classmethod

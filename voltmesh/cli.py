@@ -57,7 +57,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         print(f"voltmesh edge: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_format)
-    _run(_frozen_after(gateway.started, gateway.run()))
+    _run(_frozen_after(gateway.started, gateway.run(), refreeze_every=config.gc_refreeze))
     return 0
 
 
@@ -78,7 +78,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any]) -> Any:
+async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any], *,
+                        refreeze_every: float | None = None) -> Any:
     """Run a long-lived service; once it has started, move everything it built (models,
     compiled rules, caches) out of the cyclic garbage collector's reach (``gc.freeze``).
 
@@ -88,18 +89,33 @@ async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any]) -
     shortens every full pass by that much (``python -m bench.ykc_piles --probe``). A
     process-wide policy, so the command that owns the process sets it, not the library (tests
     run many services in one process).
+
+    With ``refreeze_every`` (seconds; ``voltmesh edge``: ``gc_refreeze`` of its config) what
+    was built after the start (connected chargers) is frozen too, by a periodic re-freeze that
+    also frees garbage cycles among frozen objects (:class:`voltmesh.gcpolicy.GcPolicy`;
+    ``python -m bench.gc_pause``).
     """
+    from voltmesh.gcpolicy import GcPolicy
+
     task = asyncio.ensure_future(run)
     waiter = asyncio.ensure_future(started.wait())
+    policy_task: asyncio.Task[None] | None = None
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done() and not task.done():
-            gc.collect()
-            gc.freeze()
-            log.debug("gc: %d objects frozen after start", gc.get_freeze_count())
+            if refreeze_every is None:
+                gc.collect()
+                gc.freeze()
+                log.debug("gc: %d objects frozen after start", gc.get_freeze_count())
+            else:
+                policy = GcPolicy(refreeze_every)
+                policy.start()
+                policy_task = asyncio.create_task(policy.run(), name="gc-policy")
         return await task
     finally:
         waiter.cancel()
+        if policy_task is not None:
+            policy_task.cancel()
         if not task.done():  # cancelled from outside (SIGTERM): let the service clean up
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
