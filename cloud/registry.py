@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, event, tuple_
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -38,7 +38,7 @@ _Key = tuple[str, str, str]
 _T = TypeVar("_T")
 #: transactions of a flush tried at most this many times (lost insert races, deadlocks, locks)
 _ATTEMPTS = 6
-#: devices per SELECT of a flush (3 bound parameters each: within SQLite's 32,766)
+#: devices per SELECT of a flush (at most 2 bound parameters each: within SQLite's 32,766)
 _SELECT_CHUNK = 5_000
 
 
@@ -289,20 +289,22 @@ class DeviceRegistry:
                 db.flush()  # new gateways inserted before any device row is locked
             existing: dict[_Key, DeviceRow] = {}
             for chunk in _chunks(sorted(devs), _SELECT_CHUNK):
-                key_columns = tuple_(col(DeviceRow.gateway_id), col(DeviceRow.product),
-                                     col(DeviceRow.device))
-                for row in db.exec(select(DeviceRow).where(key_columns.in_(chunk))
-                                   .order_by(col(DeviceRow.gateway_id), col(DeviceRow.product),
-                                             col(DeviceRow.device)).with_for_update()):
-                    existing[(row.gateway_id, row.product, row.device)] = row
+                # by gateway and device name (few parameters, cheap to send and plan), rows
+                # of other keys that match both (rare) are locked too and skipped
+                query = select(DeviceRow).where(
+                    col(DeviceRow.gateway_id).in_(sorted({k[0] for k in chunk})),
+                    col(DeviceRow.device).in_(sorted({k[2] for k in chunk})))
+                for row in db.exec(query.order_by(col(DeviceRow.id)).with_for_update()):
+                    key = (row.gateway_id, row.product, row.device)
+                    if key in devs:
+                        existing[key] = row
             for key in sorted(devs):  # new rows inserted in key order too
                 gw, product, device = key
                 drow = existing.get(key) or DeviceRow(gateway_id=gw, product=product,
                                                       device=device)
                 state = devs[key]
                 _merge_presence(drow, state)
-                drow.properties, drow.measured = _merge_properties(
-                    drow.properties or {}, drow.measured or {}, state)
+                _merge_properties(drow, state)
                 db.add(drow)
                 merged_devs[key] = _device_state(drow)
             db.commit()
@@ -368,23 +370,39 @@ def _min(a: int | None, b: int | None) -> int | None:
 
 
 def _merge_presence(row: GatewayRow | DeviceRow, state: _State) -> None:
+    # attributes are set only when they change (an ORM attribute set costs, and no UPDATE is
+    # sent for a row whose merge changed nothing)
     if _rank(state.online, state.session) > _rank(row.online, row.session):
-        row.online, row.session = state.online, state.session
-    row.last_seen_ms = _max(row.last_seen_ms, state.last_seen_ms)
-    row.first_seen_ms = _min(row.first_seen_ms, state.first_seen_ms)
+        if row.online != state.online:
+            row.online = state.online
+        row.session = state.session
+    last_seen = _max(row.last_seen_ms, state.last_seen_ms)
+    if last_seen != row.last_seen_ms:
+        row.last_seen_ms = last_seen
+    first_seen = _min(row.first_seen_ms, state.first_seen_ms)
+    if first_seen != row.first_seen_ms:
+        row.first_seen_ms = first_seen
 
 
-def _merge_properties(properties: dict[str, Any], measured: dict[str, int], state: _State,
-                      ) -> tuple[dict[str, Any], dict[str, int]]:
-    """A row's properties and measure times merged with a snapshot's (new dicts: the ORM sees
-    a change only on assignment). The snapshot's timed values win unless the row's is newer."""
-    properties, measured = dict(properties), dict(measured)
+def _merge_properties(row: DeviceRow, state: _State) -> None:
+    """Merge a snapshot's properties into a row's: the snapshot's timed values win unless the
+    row's is newer. New dicts are assigned, and only on a change (the ORM sees a JSON change
+    only on assignment)."""
+    properties, measured = row.properties or {}, row.measured or {}
+    changed: list[tuple[str, Any, int]] = []
     for name, when in state.measured.items():
         held = measured.get(name)
-        if name in state.properties and (held is None or when >= held):
-            properties[name] = state.properties[name]
-            measured[name] = when
-    return properties, measured
+        if held is None or when >= held:
+            value = state.properties.get(name)
+            if held != when or name not in properties or properties[name] != value:
+                changed.append((name, value, when))
+    if not changed and row.measured is not None:
+        return
+    properties, measured = dict(properties), dict(measured)
+    for name, value, when in changed:
+        properties[name] = value
+        measured[name] = when
+    row.properties, row.measured = properties, measured
 
 
 def _refresh(state: _State, merged: _State) -> None:

@@ -175,6 +175,7 @@ def test_an_older_session_late_online_does_not_resurrect_a_device(
 def test_a_restart_keeps_the_newest_measure_time(engine: Engine) -> None:
     reg = DeviceRegistry(engine)
     reg.seen("gw", "meter", "m1", 5_000, {"power": 9, "voltage": 230}, sample_ts=5_000)
+    reg.seen("gw", "charger", "m1", 5_000, {"power": 22})  # same name, another product
     reg.flush()
     again = DeviceRegistry(engine)  # the worker restarted: its view comes from SQL
     # the backlog a device replays after an outage: older than what is stored
@@ -185,6 +186,9 @@ def test_a_restart_keeps_the_newest_measure_time(engine: Engine) -> None:
     assert row["properties"] == {"power": 9, "voltage": 229}
     assert row["measured"] == {"power": 5_000, "voltage": 5_000}
     assert row["lastSeen"] == 6_100
+    listed = {(d["product"], d["device"]): d for d in again.list_devices()}
+    assert listed[("charger", "m1")]["properties"] == {"power": 22}
+    assert listed[("charger", "m1")]["lastSeen"] == 5_000
 
 
 def test_rows_from_before_measure_times_take_any_sample(engine: Engine) -> None:
