@@ -87,9 +87,12 @@ def other(engine: Engine) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _row(engine: Engine, device: str) -> dict[str, Any]:
+def _row(engine: Engine, device: str, product: str | None = None) -> dict[str, Any]:
     with Session(engine) as db:
-        row = db.exec(select(DeviceRow).where(DeviceRow.device == device)).one()
+        query = select(DeviceRow).where(DeviceRow.device == device)
+        if product is not None:
+            query = query.where(DeviceRow.product == product)
+        row = db.exec(query).one()
         return {"online": row.online, "session": row.session, "lastSeen": row.last_seen_ms,
                 "firstSeen": row.first_seen_ms, "properties": row.properties,
                 "measured": row.measured}
@@ -182,7 +185,7 @@ def test_a_restart_keeps_the_newest_measure_time(engine: Engine) -> None:
     again.seen("gw", "meter", "m1", 6_000, {"power": 1, "voltage": 231}, sample_ts=4_000)
     again.seen("gw", "meter", "m1", 6_100, {"voltage": 229}, sample_ts=5_000)  # equal: taken
     again.flush()
-    row = _row(engine, "m1")
+    row = _row(engine, "m1", "meter")
     assert row["properties"] == {"power": 9, "voltage": 229}
     assert row["measured"] == {"power": 5_000, "voltage": 5_000}
     assert row["lastSeen"] == 6_100
