@@ -270,8 +270,9 @@ class DeviceRegistry:
 
     def _merge(self, gws: dict[str, _State], devs: dict[_Key, _State],
                ) -> tuple[dict[str, _State], dict[_Key, _State]]:
-        """Merge the snapshots into their rows in one transaction, rows locked in key order
-        (gateways, then devices); return the merged rows as states."""
+        """Merge the snapshots into their rows in one transaction, rows locked in one order
+        (gateways by id, then devices by row id, new rows inserted by key); return the merged
+        rows as states."""
         merged_gws: dict[str, _State] = {}
         merged_devs: dict[_Key, _State] = {}
         with Session(self.engine, expire_on_commit=False) as db:
