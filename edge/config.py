@@ -277,9 +277,12 @@ class GatewayConfig(Strict):
     #: skip the connected chargers' objects, and a frozen garbage cycle (a disconnected
     #: charger's) lives at most this long (voltmesh/gcpolicy.py). null: freeze once at start.
     gc_refreeze: float | None = Field(default=3600.0, gt=0)
+    #: devices the last run reported online and that do not come back within this long of a
+    #: (re)start are reported offline (the cloud would hold them online for good)
+    presence_grace: float = Field(default=120.0, gt=0)
 
     _sec = field_validator("decision_timeout", "clock_skew_threshold", "gc_refreeze",
-                           mode="before")(_seconds)
+                           "presence_grace", mode="before")(_seconds)
 
     @field_validator("gateway_id")
     @classmethod

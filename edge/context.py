@@ -24,6 +24,9 @@ from thingmodels.topics import Kind, Topic, check_id
 
 log = logging.getLogger("voltmesh.edge")
 
+#: outbox kv keys of the devices last reported online (``online/{product}/{device}``)
+ONLINE_PREFIX = "online/"
+
 
 @dataclass
 class EdgeStats:
@@ -86,7 +89,6 @@ class EdgeContext:
         self._decisions: dict[str, asyncio.Future[Envelope]] = {}
         self._desired: dict[tuple[str, str], DesiredDoc] = {}
         self._online: dict[tuple[str, str], bool] = {}
-        self._sessions: dict[tuple[str, str], int] = {}
         self._device_index: dict[str, Mapping[str, Any]] = {}
         self._device_index_version = -2
         self._observers: list[LocalObserver] = []
@@ -206,19 +208,29 @@ class EdgeContext:
             return
         self._online[key] = online
         topic = self.topic(product, device, Kind.STATE).render()
-        # the session number of an "online" is the seq of its own state message: it grows with
-        # every connect and survives restarts, at the cost of no extra write
-        last_session = self._sessions.get(key, 0)
 
+        # the session number of a state is the seq of its own message: it grows with every
+        # change and survives restarts, so the newest state wins wherever it lands (an offline
+        # outranks the online before it, the next online outranks both)
         def build(seq: int) -> Envelope:
-            params: dict[str, Any] = {"online": online, "session": seq if online else last_session}
+            params: dict[str, Any] = {"online": online, "session": seq}
             if reason:
                 params["reason"] = reason
             return Envelope.new(ts=now_ms(), seq=seq, src=src, p=params)
 
-        env = self.outbox.append(topic, build, seq_key=self.seq_key(product, device), retain=True)
-        if online and env.seq is not None:
-            self._sessions[key] = env.seq
+        self.outbox.append_state(topic, build, seq_key=self.seq_key(product, device),
+                                 key=f"{ONLINE_PREFIX}{product}/{device}", online=online)
+
+    def left_online(self) -> list[tuple[str, str]]:
+        """Devices last reported online by an earlier run of this gateway (the outbox's
+        record), not reported since: the cloud holds them online until they are."""
+        out = []
+        for key in self.outbox.kv_keys(ONLINE_PREFIX):
+            product, _, device = key.removeprefix(ONLINE_PREFIX).partition("/")
+            if (product, device) not in self._online and (product, device) != (
+                    "gateway", self.gw):  # the gateway reports itself at every start
+                out.append((product, device))
+        return out
 
     def online_devices(self) -> int:
         """How many devices are online now."""

@@ -301,6 +301,26 @@ class Outbox:
         for callback in self._listeners:
             callback()
 
+    def append_state(
+        self, topic: str, envelope: Callable[[int], Envelope], *, seq_key: str, key: str,
+        online: bool,
+    ) -> Envelope:
+        """Store a device's retained presence state and, in the same transaction, whether it
+        was last reported online (kv ``key`` present) or not (absent): a gateway restarted
+        after a crash knows which devices the cloud still holds online (:meth:`kv_keys`)."""
+        try:
+            with self._transaction():
+                env, payload = self._insert(topic, envelope, RowKind.EVENT, seq_key, 1, True)
+                if online:
+                    self._db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)",
+                                     (key, b""))
+                else:
+                    self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot store the state on {topic}: {exc}") from exc
+        self._appended(RowKind.EVENT, payload)
+        return env
+
     def append_reply(
         self, call_id: str, topic: str, envelope: Callable[[int], Envelope], *, seq_key: str,
     ) -> Envelope:
@@ -611,6 +631,13 @@ class Outbox:
         """A stored value."""
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def kv_keys(self, prefix: str) -> list[str]:
+        """The stored keys that start with ``prefix``, sorted."""
+        rows = self._db.execute(
+            "SELECT key FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def kv_set(self, key: str, value: bytes) -> None:
         """Store a value durably."""

@@ -123,6 +123,21 @@ class EdgeGateway:
             if isinstance(version, int):
                 self.ctx.set_desired(product, device, version, doc)
 
+    async def _expire_left_online(self) -> None:
+        """Devices the last run reported online that have not come back within
+        ``presence_grace`` of this start are reported offline: else the cloud would hold a
+        charger that was unplugged during a gateway restart (or crash) online for good."""
+        if not self.ctx.left_online():
+            return
+        await asyncio.sleep(self.config.presence_grace)
+        gone = self.ctx.left_online()
+        for product, device in gone:
+            await self.ctx.presence(product, device, False, src="edge",
+                                    reason="not back after the gateway restarted")
+        if gone:
+            log.warning("%d devices online before the gateway restarted did not come back "
+                        "within %.0f s: reported offline", len(gone), self.config.presence_grace)
+
     async def _mark_started(self) -> None:
         """Set :attr:`started` once every adapter is ready (listeners bound)."""
         for adapter in self.adapters:
@@ -204,6 +219,7 @@ class EdgeGateway:
                 for adapter in self.adapters:
                     tg.create_task(self._supervise(adapter), name=f"adapter-{adapter.name}")
                 tg.create_task(self._mark_started(), name="started")
+                tg.create_task(self._expire_left_online(), name="presence-after-restart")
         finally:
             self.batcher.flush_all()
             self.outbox.close()

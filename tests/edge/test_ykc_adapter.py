@@ -111,7 +111,9 @@ async def test_missed_heartbeats_close_and_mark_offline(gateway: EdgeGateway) ->
     for gun in ("01", "02"):  # its connectors too, and their status property
         gone = [decode(r.payload).p for r in gateway.outbox.peek(1000)
                 if r.topic.endswith(f"connector/{PILE}{gun}/state")]
-        assert gone[-1] == {"online": False, "session": gone[0]["session"],
+        # the offline outranks the online before it (its session is its own seq)
+        assert gone[-1]["session"] > gone[0]["session"]
+        assert gone[-1] == {"online": False, "session": gone[-1]["session"],
                             "reason": "charger disconnected"}
     gateway.batcher.flush_all()
     status = [s.p["status"] for r in gateway.outbox.peek(1000)
