@@ -233,7 +233,7 @@ class EdgeContext:
         return out
 
     def online_devices(self) -> int:
-        """How many devices are online now."""
+        """How many devices behind the gateway are online now."""
         return sum(1 for v in self._online.values() if v)
 
     def is_online(self, product: str, device: str) -> bool:

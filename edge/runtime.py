@@ -171,7 +171,8 @@ class EdgeGateway:
 
     async def _report_stats(self) -> None:
         gw = self.config.gateway_id
-        await self.ctx.presence("gateway", gw, True, src="edge")
+        # the gateway's own presence is the uplink's (retained state and Will, one session
+        # counter): a second writer with another counter made the Will look stale to the cloud
         while True:
             self.outbox.expire()
             for (kind, reason), count in list(self._pending_drops.items()):

@@ -98,7 +98,10 @@ class Uplink:
         """Connect, serve, reconnect; forever (until cancelled)."""
         attempt = 0
         while True:
-            self.session = self.outbox.next_seq("uplink/session")
+            # the gateway's own seq counter (EdgeContext.seq_key): above every session number
+            # its state topic has carried, also those of releases before session 4, which
+            # published the gateway's online through EdgeContext.presence with that seq
+            self.session = self.outbox.next_seq(self.ctx.seq_key("gateway", self.gw))
             try:
                 async with self._client() as client:
                     attempt = 0
