@@ -1,11 +1,11 @@
 """The cyclic garbage collector's policy for a long-lived service (``voltmesh edge``).
 
-A gateway with thousands of connected chargers holds ~140 tracked objects per connection
-(sessions, translators, asyncio transports and tasks). CPython's full (generation 2) pass walks
-every tracked object that is not frozen, holding the event loop, and it runs whenever the objects
+A gateway holds ~50 tracked objects per connected YKC pile, ~70 per OCPP charger (sessions,
+translators, asyncio transports and tasks). CPython's full (generation 2) pass walks every
+tracked object that is not frozen, holding the event loop, and it runs whenever the objects
 promoted into generation 2 since the last full pass exceed a quarter of the survivors of that
-pass: at 2,000 piles a pass is ~0.2 s, at 10,000 ~1 s, and it comes back with every quarter of
-churn (``python -m bench.gc_pause``, docs/benchmarks.md "Gateway GC pauses").
+pass, which steady traffic does: at 10,000 piles ~0.3 s of CPU every ~18 s
+(``python -m bench.gc_pause``, docs/benchmarks.md "Gateway GC pauses").
 
 ``gc.freeze()`` moves every object alive now into a permanent generation that no pass walks,
 so the automatic passes only walk what was promoted since. But a reference cycle among frozen
@@ -62,7 +62,7 @@ def refreeze() -> Refreeze:
     gc.unfreeze()
     collected = gc.collect()
     gc.freeze()
-    frozen = gc.get_freeze_count()  # walks the permanent generation: ~5 % of the pass
+    frozen = gc.get_freeze_count()  # walks the permanent generation once
     return Refreeze(collected, frozen, time.perf_counter() - t0)
 
 
