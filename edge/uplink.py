@@ -5,7 +5,8 @@
   topic as the MQTT Will (``online: false`` with the same session number). The session number
   grows with every connect, so a late Will of an old session cannot overwrite a newer ``online``:
   consumers ignore states older than the newest session they saw, and the gateway itself watches
-  its state topic and re-asserts ``online`` if an old Will lands on the retained slot;
+  its state topic and re-asserts ``online`` if an old Will lands on the retained slot. A stop
+  (cancellation) publishes the Will's ``offline`` itself: a clean DISCONNECT discards the Will;
 * the outbox pump: rows are published in order with QoS 1 (telemetry at the configured QoS),
   up to ``max_inflight`` at once, and deleted only after the broker's PUBACK, or for events
   (receipts on) after the cloud's receipt; events whose receipt is overdue are published again
@@ -109,7 +110,11 @@ class Uplink:
                     log.info("uplink connected to %s:%s as %s (session %d)",
                              self.config.host, self.config.port, self.config.username,
                              self.session)
-                    await self._serve(client)
+                    try:
+                        await self._serve(client)
+                    except asyncio.CancelledError:
+                        await self._say_offline(client)
+                        raise
             except* aiomqtt.MqttError as group:
                 self.ctx.stats.inc("uplink_disconnects")
                 log.warning("uplink to %s:%s lost: %s", self.config.host, self.config.port,
@@ -119,6 +124,17 @@ class Uplink:
             delay = self._delay(attempt)
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """A stop, not a crash: the clean DISCONNECT that follows makes the broker discard the
+        Will, so the gateway publishes it itself (retained ``offline`` of this session, which
+        outranks its ``online``); else the cloud shows a stopped gateway online for good."""
+        try:
+            async with asyncio.timeout(2.0):
+                await client.publish(gateway_state(self.gw).render(), self._state(False),
+                                     qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("uplink: offline state not published at stop: %s", exc)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.publish(gateway_state(self.gw).render(), self._state(True), qos=1,
