@@ -65,6 +65,8 @@ async def test_webhook_gets_each_transition_once_with_its_idempotency_key(
         manager = AlarmManager(engine, notifier=notifier, metrics=metrics)
         await manager.handle([signal(True, 1_000, value=82), signal(False, 2_000)])
         await eventually(lambda: len(hook.requests) == 2, timeout=30)
+        # the server has the second request before the notifier has its answer
+        await eventually(lambda: counted(metrics, "ops", "sent") == 2, timeout=30)
     raised, cleared = hook.requests
     assert raised.json["event"] == "raised" and cleared.json["event"] == "cleared"
     alarm = raised.json["alarm"]
