@@ -329,10 +329,14 @@ class OcppChargePointSim:
             return
         guarded = self._guard(coro)
         try:
-            self._tg.create_task(guarded, name=f"{self.id}-{name}")
+            task = self._tg.create_task(guarded, name=f"{self.id}-{name}")
         except RuntimeError:  # the connection is ending (its task group shuts down)
             guarded.close()
             coro.close()
+            return
+        # a task cancelled before its first step never starts ``coro``: close it, or Python
+        # warns "coroutine ... was never awaited" (seen in the storm test)
+        task.add_done_callback(lambda _: coro.close())
 
     async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
