@@ -26,6 +26,8 @@ log = logging.getLogger("voltmesh.edge")
 
 #: outbox kv keys of the devices last reported online (``online/{product}/{device}``)
 ONLINE_PREFIX = "online/"
+#: kv key of the outbox's session base (see :attr:`EdgeContext.session_base`)
+SESSION_BASE = "presence/session_base"
 
 
 @dataclass
@@ -92,6 +94,7 @@ class EdgeContext:
         self._device_index: dict[str, Mapping[str, Any]] = {}
         self._device_index_version = -2
         self._observers: list[LocalObserver] = []
+        self._session_base: int | None = None
 
     # -- local observers ------------------------------------------------------------------
 
@@ -209,17 +212,35 @@ class EdgeContext:
         self._online[key] = online
         topic = self.topic(product, device, Kind.STATE).render()
 
-        # the session number of a state is the seq of its own message: it grows with every
-        # change and survives restarts, so the newest state wins wherever it lands (an offline
-        # outranks the online before it, the next online outranks both)
+        # the session number of a state is the seq of its own message (plus the outbox's
+        # session base): it grows with every change and survives restarts, so the newest state
+        # wins wherever it lands (an offline outranks the online before it, the next online
+        # outranks both)
+        base = self.session_base
+
         def build(seq: int) -> Envelope:
-            params: dict[str, Any] = {"online": online, "session": seq}
+            params: dict[str, Any] = {"online": online, "session": base + seq}
             if reason:
                 params["reason"] = reason
             return Envelope.new(ts=now_ms(), seq=seq, src=src, p=params)
 
         self.outbox.append_state(topic, build, seq_key=self.seq_key(product, device),
                                  key=f"{ONLINE_PREFIX}{product}/{device}", online=online)
+
+    @property
+    def session_base(self) -> int:
+        """Added to every presence session number (devices' and the gateway's): the time in ms
+        at which this outbox first needed one, stored in it. A gateway whose outbox is lost (a
+        replaced gateway or SD card) counts its seqs from 1 again; without the base the cloud
+        took all its states for stale (older sessions than it holds) and showed it and its
+        devices offline for good. Needs a sane clock at the outbox's first start."""
+        if self._session_base is None:
+            held = self.outbox.kv_get(SESSION_BASE)
+            if held is None:
+                held = str(now_ms()).encode()
+                self.outbox.kv_set(SESSION_BASE, held)
+            self._session_base = int(held)
+        return self._session_base
 
     def left_online(self) -> list[tuple[str, str]]:
         """Devices last reported online by an earlier run of this gateway (the outbox's

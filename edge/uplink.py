@@ -101,8 +101,10 @@ class Uplink:
         while True:
             # the gateway's own seq counter (EdgeContext.seq_key): above every session number
             # its state topic has carried, also those of releases before session 4, which
-            # published the gateway's online through EdgeContext.presence with that seq
-            self.session = self.outbox.next_seq(self.ctx.seq_key("gateway", self.gw))
+            # published the gateway's online through EdgeContext.presence with that seq; plus
+            # the outbox's session base, so a replaced gateway (outbox lost) outranks its past
+            self.session = self.ctx.session_base + self.outbox.next_seq(
+                self.ctx.seq_key("gateway", self.gw))
             try:
                 async with self._client() as client:
                     attempt = 0
