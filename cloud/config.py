@@ -65,6 +65,10 @@ class CloudConfig(Strict):
     database_url: str = "sqlite:///var/voltmesh-cloud.db"
     http: HttpConfig = HttpConfig()
     flush_interval: float = Field(default=1.0, gt=0)
+    #: a gateway not heard from for this many seconds is shown offline (with its devices) even
+    #: without a Will; gateways re-publish their ``online`` every 30 s (``mqtt.presence_interval``
+    #: at the edge). null: only states count
+    presence_silence: float | None = Field(default=150.0, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     #: the rule files routing messages to the sinks (docs/rules.md)
     rules: RulesConfig = Field(default_factory=RulesConfig)

@@ -32,6 +32,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
+from thingmodels.ids import now_ms
+
 log = logging.getLogger("voltmesh.registry")
 
 _Key = tuple[str, str, str]
@@ -113,8 +115,10 @@ def make_engine(url: str) -> Engine:
 class DeviceRegistry:
     """In-memory presence view with periodic write-behind to SQL."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, silence_ms: int | None = None) -> None:
         self.engine = engine
+        #: a gateway whose last sign of life is older than this is shown offline (None: never)
+        self.silence_ms = silence_ms
         SQLModel.metadata.create_all(engine, tables=[
             GatewayRow.__table__, DeviceRow.__table__,  # type: ignore[attr-defined]
         ])
@@ -210,13 +214,18 @@ class DeviceRegistry:
             state.dirty = True
             return changed
 
+    def _alive(self, online: bool, last_seen_ms: int | None, now: int) -> bool:
+        """A gateway's shown presence: online, and heard from within ``silence_ms``."""
+        return online and (self.silence_ms is None or (
+            last_seen_ms is not None and now - last_seen_ms <= self.silence_ms))
+
     def online_count(self) -> int:
-        """Devices online whose gateway is online."""
+        """Devices online whose gateway is online (and not silent)."""
+        now = now_ms()
         with self._lock:
-            return sum(
-                1 for (gw, _, _), s in self._devices.items()
-                if s.online and self._gateways.get(gw, _State()).online
-            )
+            alive = {gw for gw, s in self._gateways.items()
+                     if self._alive(s.online, s.last_seen_ms, now)}
+            return sum(1 for (gw, _, _), s in self._devices.items() if s.online and gw in alive)
 
     # -- write-behind ----------------------------------------------------------------------
 
@@ -317,6 +326,7 @@ class DeviceRegistry:
                      online: bool | None = None, limit: int = 500,
                      offset: int = 0) -> list[dict[str, Any]]:
         """Devices from SQL, each with online = its own state and its gateway's."""
+        now = now_ms()
         with Session(self.engine) as db:
             gateways = {g.id: g for g in db.exec(select(GatewayRow))}
             query = select(DeviceRow)
@@ -328,7 +338,8 @@ class DeviceRegistry:
             out = []
             for row in db.exec(query):
                 gw = gateways.get(row.gateway_id)
-                is_online = bool(row.online and gw is not None and gw.online)
+                is_online = bool(row.online and gw is not None and self._alive(
+                    gw.online, gw.last_seen_ms, now))
                 if online is not None and is_online != online:
                     continue
                 out.append({
@@ -340,11 +351,13 @@ class DeviceRegistry:
             return out[offset: offset + limit]
 
     def list_gateways(self) -> list[dict[str, Any]]:
-        """Gateways from SQL."""
+        """Gateways from SQL (online: its state, unless silent for longer than
+        ``silence_ms``)."""
+        now = now_ms()
         with Session(self.engine) as db:
             return [
-                {"gateway": g.id, "online": g.online, "session": g.session,
-                 "lastSeen": g.last_seen_ms}
+                {"gateway": g.id, "online": self._alive(g.online, g.last_seen_ms, now),
+                 "session": g.session, "lastSeen": g.last_seen_ms}
                 for g in db.exec(select(GatewayRow).order_by(GatewayRow.id))
             ]
 

@@ -78,7 +78,9 @@ class CloudService:
         # the schema first: migrate (or adopt a create_all database) before any service
         # touches the tables; raises cloud.migrations.errors.MigrationError (a CloudError)
         schema.upgrade(self.engine)
-        self.registry = DeviceRegistry(self.engine)
+        silence = config.presence_silence
+        self.registry = DeviceRegistry(
+            self.engine, silence_ms=None if silence is None else int(silence * 1000))
         self.consumer = Consumer(config.mqtt, self.metrics, worker_id=config.worker_id)
 
         # the business: catalogue, accounts, payments, orders, alarms
@@ -145,6 +147,10 @@ class CloudService:
                     not isinstance(session, int):
                 self.metrics.malformed.labels(reason="state").inc()
                 return
+            if topic.product == "gateway" and topic.device == topic.gw:
+                # a gateway's state is heard now (its periodic re-publication is its sign of
+                # life, judged by this clock: the gateway's may be off)
+                ts = max(ts, now_ms())
             changed = self.registry.transition(topic.gw, topic.product, topic.device, online,
                                                session, ts)
             if changed is None:

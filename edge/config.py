@@ -45,8 +45,12 @@ class MqttConfig(Strict):
     backoff_max: float = Field(default=30.0, gt=0)
     max_inflight: int = Field(default=100, ge=1, le=65535)
     telemetry_qos: Literal[0, 1] = 1
+    #: the retained ``online`` state is published again this often: the cloud's proof that the
+    #: gateway lives when no Will can come (a broker that crashed while the gateway died)
+    presence_interval: float = Field(default=30.0, gt=0)
 
-    _sec = field_validator("backoff_initial", "backoff_max", mode="before")(_seconds)
+    _sec = field_validator("backoff_initial", "backoff_max", "presence_interval",
+                           mode="before")(_seconds)
 
 
 class OutboxConfig(Strict):

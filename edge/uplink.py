@@ -147,6 +147,17 @@ class Uplink:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._pump(client), name="uplink-pump")
             tg.create_task(self._receive(client), name="uplink-receive")
+            tg.create_task(self._keep_alive(client), name="uplink-presence")
+
+    async def _keep_alive(self, client: aiomqtt.Client) -> None:
+        """Publish the retained ``online`` again every ``presence_interval`` (outside the
+        outbox: it is about now, never a backlog). The cloud takes a gateway not heard from for
+        a few intervals for dead (``presence_silence``): the only sign of a gateway that died
+        while its broker was down, when no Will is ever published."""
+        while True:
+            await asyncio.sleep(self.config.presence_interval)
+            await client.publish(gateway_state(self.gw).render(), self._state(True), qos=1,
+                                 retain=True)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from cloud import db
 from cloud.registry import DeviceRegistry, DeviceRow, GatewayRow, make_engine
 from tests.support.postgres import backend_engine, database_fixture
+from thingmodels.ids import now_ms
 
 #: a new PostgreSQL database for each test
 pg_url = database_fixture("registry", scope="function")
@@ -309,3 +310,27 @@ def test_two_workers_creating_the_same_device_at_once(engine: Engine, other: Eng
         (True, 1, 150, 100)
     with Session(engine) as db_:
         assert len(db_.exec(select(DeviceRow)).all()) == 1
+
+
+def test_a_silent_gateway_is_shown_offline_with_its_devices(engine: Engine) -> None:
+    """No Will came (its broker crashed while it died): a gateway not heard from within
+    ``silence_ms`` is listed offline, its devices too; hearing from it again revives it."""
+    reg = DeviceRegistry(engine, silence_ms=60_000)
+    now = now_ms()
+    assert reg.presence("gw", "gateway", "gw", True, 5, now - 61_000)
+    assert reg.presence("gw", "charger", "c1", True, 1, now - 61_000)
+    assert reg.presence("gw2", "gateway", "gw2", True, 1, now)
+    assert reg.presence("gw2", "charger", "c1", True, 1, now)
+    reg.flush()
+    assert {g["gateway"]: g["online"] for g in reg.list_gateways()} == {"gw": False,
+                                                                       "gw2": True}
+    assert [(d["gateway"], d["online"]) for d in reg.list_devices()] == [
+        ("gw", False), ("gw2", True)]
+    assert reg.online_count() == 1
+    assert reg.is_online("gw", "gateway", "gw")  # its last state stands; only the view ages
+    # without a silence limit a state stands for good
+    assert all(g["online"] for g in DeviceRegistry(engine).list_gateways())
+    reg.seen("gw", "gateway", "gw", now, {"uptimeS": 10})  # heard again
+    reg.flush()
+    assert all(g["online"] for g in reg.list_gateways())
+    assert reg.online_count() == 2
