@@ -350,6 +350,17 @@ class DeviceRegistry:
                 })
             return out[offset: offset + limit]
 
+    def silent_gateways(self) -> dict[str, tuple[int, int]]:
+        """Gateways whose state is online but that were not heard from within ``silence_ms``
+        (SQL: every worker's flushed view): ``{gateway: (session, last_seen_ms)}``."""
+        if self.silence_ms is None:
+            return {}
+        now = now_ms()
+        with Session(self.engine) as db:
+            return {g.id: (g.session, g.last_seen_ms or 0)
+                    for g in db.exec(select(GatewayRow).where(col(GatewayRow.online)))
+                    if not self._alive(g.online, g.last_seen_ms, now)}
+
     def list_gateways(self) -> list[dict[str, Any]]:
         """Gateways from SQL (online: its state, unless silent for longer than
         ``silence_ms``)."""

@@ -238,6 +238,34 @@ class CloudService:
         finally:
             await asyncio.to_thread(self.registry.flush)
 
+    async def _silence_loop(self) -> None:
+        """``$presence`` rules for gateways that fell silent (no Will came: shown offline by
+        the registry after ``presence_silence``) and for those heard from again. Read from SQL
+        after the flushes, so N workers judge alike; their actions share idempotency keys."""
+        silence = self.config.presence_silence
+        if silence is None:
+            return
+        silent: dict[str, tuple[int, int]] = {}
+        while True:
+            await asyncio.sleep(min(5.0, max(0.2, silence / 10)))
+            try:
+                now = await asyncio.to_thread(self.registry.silent_gateways)
+            except Exception:
+                log.exception("checking for silent gateways failed")
+                continue
+            for gw, (session, heard) in now.items():
+                if gw not in silent:
+                    log.warning("gateway %s not heard from since %d (%.0f s): shown offline",
+                                gw, heard, silence)
+                    await self._dispatch(self.rules.evaluate_presence(
+                        gw, "gateway", gw, False, now_ms(), session, cause=f"silent@{heard}"))
+            for gw, (session, heard) in silent.items():
+                if gw not in now and self.registry.is_online(gw, "gateway", gw):
+                    log.info("gateway %s heard from again", gw)
+                    await self._dispatch(self.rules.evaluate_presence(
+                        gw, "gateway", gw, True, now_ms(), session, cause=f"heard@{heard}"))
+            silent = now
+
     async def _serve_http(self) -> None:
         server = uvicorn.Server(uvicorn.Config(
             self.app, host=self.config.http.host, port=self.config.http.port, log_config=None,
@@ -274,4 +302,5 @@ class CloudService:
                            name="provisioning")
             tg.create_task(self.consumer.run(), name="consumer")
             tg.create_task(self._flush_loop(), name="registry-flush")
+            tg.create_task(self._silence_loop(), name="gateway-silence")
             tg.create_task(self._serve_http(), name="http")

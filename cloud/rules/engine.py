@@ -67,9 +67,10 @@ class RuleEngine:
         return self.ruleset.evaluate(topic, env)
 
     def evaluate_presence(self, gw: str, product: str, device: str, online: bool, ts_ms: int,
-                          session: int) -> list[Action]:
+                          session: int, *, cause: str | None = None) -> list[Action]:
         """The actions for a presence transition (see :meth:`RuleSet.evaluate_presence`)."""
-        return self.ruleset.evaluate_presence(gw, product, device, online, ts_ms, session)
+        return self.ruleset.evaluate_presence(gw, product, device, online, ts_ms, session,
+                                              cause=cause)
 
     async def check(self) -> bool | None:
         """Reload if the files changed: True swapped, False invalid (old kept), None unchanged."""

@@ -142,12 +142,17 @@ class RuleSet:
         return out
 
     def evaluate_presence(self, gw: str, product: str, device: str, online: bool, ts_ms: int,
-                          session: int) -> list[Action]:
-        """The actions of ``$presence`` rules for a device (or gateway) going online/offline."""
+                          session: int, *, cause: str | None = None) -> list[Action]:
+        """The actions of ``$presence`` rules for a device (or gateway) going online/offline.
+
+        ``cause`` tells a change not made by a state message apart in the idempotency keys
+        (a gateway's silence, and hearing from it again, within one session)."""
         if not self._presence:
             return []
         params = {"online": online, "session": session}
         base = f"presence:{gw}/{product}/{device}:{session}:{online}"
+        if cause is not None:
+            base += f":{cause}"
         subject = Subject.make(
             gw=gw, product=product, device=device, kind="presence", name=None, msg_id=base,
             ts_ms=ts_ms, rts=ts_ms, seq=None, src=None, topic=PRESENCE, raw=params,

@@ -5,11 +5,13 @@ sent many messages still takes it offline."""
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from pathlib import Path
 
 import aiomqtt
 
 from cloud.config import CloudConfig, CloudMqttConfig, HttpConfig
+from cloud.rules.config import RulesConfig
 from cloud.service import CloudService
 from edge.config import GatewayConfig, MqttConfig, OutboxConfig
 from edge.runtime import EdgeGateway
@@ -65,9 +67,24 @@ async def test_a_gateway_that_died_without_a_will_is_shown_offline_after_its_sil
     """A gateway re-publishes its retained ``online`` every ``presence_interval``; one that
     stops (it died while its broker was down: no Will ever comes) is shown offline once the
     cloud has not heard from it for ``presence_silence``; its state's time is the cloud's."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "alarms.yaml").write_text(textwrap.dedent("""\
+        rules:
+          - id: gateway-offline
+            from: [$presence]
+            where: "product == 'gateway'"
+            do:
+              - alarm:
+                  type: gatewayOffline
+                  level: critical
+                  raise: "p['online'] == false"
+                  clear: "p['online'] == true"
+        """))
     cloud = CloudService(CloudConfig(mqtt=CloudMqttConfig(port=amqtt_broker),
                                      database_url=f"sqlite:///{tmp_path / 'c.db'}",
-                                     http=HttpConfig(port=0), presence_silence=1.5))
+                                     http=HttpConfig(port=0), presence_silence=1.5,
+                                     rules=RulesConfig(paths=[str(rules)])))
     gw = EdgeGateway(GatewayConfig(gateway_id="gw1",
                                    mqtt=MqttConfig(port=amqtt_broker, presence_interval=0.3),
                                    outbox=OutboxConfig(path=str(tmp_path / "o.db"))),
@@ -105,7 +122,21 @@ async def test_a_gateway_that_died_without_a_will_is_shown_offline_after_its_sil
                 rts=1_000, src="edge", p={"online": True, "session": gw.uplink.session + 1})),
                 qos=1, retain=True)  # ... so put back an online, as a crash would leave it
             await eventually(shown, timeout=5)  # heard now, whatever its own clock said
+            alarms = cloud.alarms.manager
+
+            def offline_alarms() -> list[str]:
+                return [a.state for a in alarms.list_alarms().items
+                        if a.type == "gatewayOffline"]
+
+            await eventually(lambda: offline_alarms() == ["cleared"] or offline_alarms() == [], timeout=5)
             await eventually(lambda: not shown(), timeout=5)
+            await eventually(lambda: offline_alarms() == ["open"], timeout=10)  # the rules know
+            # it speaks again (its state re-published): shown online, the alarm cleared
+            await watcher.publish(gateway_state("gw1").render(), encode(Envelope.new(
+                src="edge", p={"online": True, "session": gw.uplink.session + 1})),
+                qos=1, retain=True)
+            await eventually(shown, timeout=5)
+            await eventually(lambda: offline_alarms() == ["cleared"], timeout=10)
     finally:
         for task in tasks:
             task.cancel()
