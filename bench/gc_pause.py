@@ -55,7 +55,7 @@ import aiomqtt
 
 from bench.mosquitto import USERS, Mosquitto
 from bench.ocpp_fleet import charger_id
-from bench.procs import free_port, rss_bytes, wait_port
+from bench.procs import free_port, rss_bytes, stop_process, wait_port
 from bench.ykc_piles import TARIFF
 from sim.ykc import fleet_pile_codes
 from thingmodels import Envelope, decode, encode, now_ms
@@ -157,13 +157,7 @@ class Fleet:
                                          stdout=out, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig=sig, grace=15)
         self.proc = None
 
 

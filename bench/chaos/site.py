@@ -25,7 +25,7 @@ import yaml
 
 from bench.chaos.errors import ChaosError
 from bench.mosquitto import USERS
-from bench.procs import free_port, wait_port
+from bench.procs import free_port, stop_process, wait_port
 
 log = logging.getLogger("bench.chaos")
 
@@ -176,13 +176,7 @@ class Proc:
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 15 s); the end of the drill."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, grace=15)
         self.proc = None
         if self._log_handle is not None:
             self._log_handle.close()
