@@ -70,7 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edge.adapter import Adapter
 from edge.context import EdgeContext
-from edge.errors import DeviceError, DeviceRejected
+from edge.errors import DeviceError
 from thingmodels.errors import ModelFileError, PayloadError, TopicError, UnknownModelError
 from thingmodels.ids import now_ms
 from thingmodels.loader import ModelRegistry
@@ -628,15 +628,6 @@ class InterlockEngine:
                 result["detail"] = f"not charging ({reason})" if reason else "not charging"
             else:
                 result["detail"] = f"refused: {reason}" if reason else "refused"
-        except DeviceRejected as exc:
-            # an adapter that refuses a stop for want of a session (OCPP: no transaction
-            # known) is saying the connector is not charging, as YKC's "gun not charging" does
-            if product == "connector" and service == "remoteStop" and \
-                    self._not_charging(device, exc.message):
-                result["ok"] = True
-                result["detail"] = f"not charging ({exc.message})"[:300]
-            else:
-                result["detail"] = f"{exc.code}: {exc.message}"[:300]
         except DeviceError as exc:
             result["detail"] = f"{exc.code}: {exc.message}"[:300]
         except TimeoutError:
@@ -657,7 +648,7 @@ class InterlockEngine:
         if status is not None and status not in _CHARGING:
             return True
         text = reason.lower() if isinstance(reason, str) else ""
-        return "not charging" in text or "no session" in text
+        return "not charging" in text  # YKC "gun not charging", OCPP "not charging (...)"
 
 
 def _summary(results: list[dict[str, Any]]) -> str:
