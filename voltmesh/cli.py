@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -85,8 +84,8 @@ async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any], *
 
     Measured (``python -m bench.pipeline --gc-freeze``): the collector's full passes over that
     heap were 15-28 % of a cloud worker's CPU; frozen, a few %. A gateway's start-up heap is
-    ~70,000 objects (models, libraries), a fifth of it at 2,000 connected piles: freezing it
-    shortens every full pass by that much (``python -m bench.ykc_piles --probe``). A
+    ~252,000 objects (models, libraries; ``python -m bench.gc_pause``): freezing it shortens
+    every full pass by that much. A
     process-wide policy, so the command that owns the process sets it, not the library (tests
     run many services in one process).
 
@@ -95,7 +94,7 @@ async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any], *
     also frees garbage cycles among frozen objects (:class:`voltmesh.gcpolicy.GcPolicy`;
     ``python -m bench.gc_pause``).
     """
-    from voltmesh.gcpolicy import GcPolicy
+    from voltmesh.gcpolicy import GcPolicy, freeze
 
     task = asyncio.ensure_future(run)
     waiter = asyncio.ensure_future(started.wait())
@@ -104,9 +103,8 @@ async def _frozen_after(started: asyncio.Event, run: Coroutine[Any, Any, Any], *
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done() and not task.done():
             if refreeze_every is None:
-                gc.collect()
-                gc.freeze()
-                log.debug("gc: %d objects frozen after start", gc.get_freeze_count())
+                done = freeze()
+                log.debug("gc: %d objects frozen after start", done.frozen)
             else:
                 policy = GcPolicy(refreeze_every)
                 policy.start()
